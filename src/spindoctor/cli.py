@@ -1,0 +1,62 @@
+"""The ``spindoctor`` command line: thin commands that call the library.
+
+Each command group lives beside the code it drives (``spindoctor.game.cli``,
+...) and is registered here. Heavy imports (torch, transformers) happen inside
+the command functions, so ``spindoctor game ...`` never imports torch.
+
+Exit codes (DESIGN.md): 0 success, 2 bad input with one line on stderr, 1
+internal failure.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from spindoctor.errors import UserError
+
+app = typer.Typer(
+    name="spindoctor",
+    help="Probe, inspect and repair OOD forgetting in SFT -> RL post-training.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    """Attach every command group; one line per group keeps merges trivial."""
+    from spindoctor.game.cli import app as game_app
+
+    app.add_typer(game_app, name="game")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map :class:`UserError` to exit 2 with a one-line message."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:  # raised by commands that choose their own code
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 1
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors carry their own exit code
+        code = getattr(exc, "exit_code", None)
+        if code is not None and hasattr(exc, "format_message"):
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            return int(code)
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

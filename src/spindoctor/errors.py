@@ -1,0 +1,11 @@
+"""Error types shared by the library and the CLI.
+
+A :class:`UserError` is bad input (a missing file, an unknown option value, a
+checkpoint that is not one): the CLI prints its message on one line to stderr
+and exits with code 2, without a traceback (DESIGN.md, CLI contract). Any
+other exception is an internal failure and exits with code 1.
+"""
+
+
+class UserError(ValueError):
+    """Bad input from the user; the message is one line saying what is wrong."""

@@ -1,0 +1,158 @@
+"""``spindoctor game ...``: the benchmark on its own. Imports no torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spindoctor.errors import UserError
+from spindoctor.game.cards import check_rule, hand_values, parse_card, parse_cards
+from spindoctor.game.deal import SPLITS, deal_hands
+from spindoctor.game.formats import FORMATS, parse_response
+from spindoctor.game.rewards import judge_formula
+from spindoctor.game.solver import solve
+
+app = typer.Typer(help="The GeneralPoints benchmark: deal, solve, check, stats, export.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+def _emit(obj: dict, as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(obj) if as_json else text)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UserError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@app.command()
+def deal(
+    split: Annotated[str, typer.Option(help="id (face10 rule) or ood (face11, always a face card).")] = "id",
+    n: Annotated[int, typer.Option(help="Number of hands.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same hands.")] = 0,
+    partition: Annotated[str, typer.Option(help="train, probe or all.")] = "all",
+    target: int = 24,
+    cards: Annotated[int, typer.Option("--cards", help="Cards per hand.")] = 4,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deal seeded, solvable, de-duplicated hands as the reference deals them."""
+    _check_choice("split", split, SPLITS)
+    _check_choice("partition", partition, ("train", "probe", "all"))
+    if cards < 2 or cards > 6:
+        raise UserError(f"--cards must be in 2..6, got {cards}")
+    hands = deal_hands(split, n, seed, partition=partition, target=target, n_cards=cards)  # type: ignore[arg-type]
+    rows = [h.to_dict() for h in hands]
+    text = "\n".join(f"{' '.join(r['cards']):<16} values {r['values']}  rule {r['rule']}" for r in rows)
+    _emit({"split": split, "seed": seed, "hands": rows}, as_json, text)
+
+
+@app.command(name="solve")
+def solve_cmd(
+    cards: Annotated[list[str], typer.Argument(help="Cards, e.g. K 5 2 4.")],
+    rule: Annotated[str, typer.Option(help="face10 (ID) or face11 (OOD).")] = "face10",
+    target: int = 24,
+    show_all: Annotated[bool, typer.Option("--all", help="List every distinct solution.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Solve a hand exactly: distinct solutions as canonical formulas."""
+    rule_ = check_rule(rule)
+    hand = tuple(parse_card(c) for c in cards)
+    if len(hand) > 6:
+        raise UserError("at most 6 cards")
+    values = hand_values(hand, rule_)
+    solutions = solve(tuple(sorted(values)), target)
+    shown = list(solutions) if show_all else list(solutions[:1])
+    obj = {"cards": [c.label for c in hand], "values": list(values), "rule": rule_, "target": target,
+           "solvable": bool(solutions), "n_solutions": len(solutions), "solutions": shown}
+    if not solutions:
+        text = f"{values}: no solution makes {target}"
+    else:
+        text = "\n".join(f"{s}={target}" for s in shown)
+        if not show_all and len(solutions) > 1:
+            text += f"\n({len(solutions)} distinct solutions; --all lists them)"
+    _emit(obj, as_json, text)
+
+
+@app.command()
+def check(
+    cards: Annotated[str, typer.Option(help="Comma-separated cards, e.g. K,5,2,4.")],
+    answer: Annotated[str, typer.Option(help="The formula or the model's whole answer.")],
+    rule: Annotated[str, typer.Option(help="face10 (ID) or face11 (OOD).")] = "face10",
+    target: int = 24,
+    fmt: Annotated[str, typer.Option("--format", help="formula, paper or compact.")] = "formula",
+    judge: Annotated[str, typer.Option(help="exact, or float to mimic the reference's eval.")] = "exact",
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify an answer: correct?, reward, exact value, reasons."""
+    rule_ = check_rule(rule)
+    _check_choice("format", fmt, ("formula",) + FORMATS)
+    _check_choice("judge", judge, ("exact", "float"))
+    hand = parse_cards(cards)
+    values = hand_values(hand, rule_)
+    formula: str | None = answer
+    if fmt != "formula":
+        formula = parse_response(fmt, answer).formula  # type: ignore[arg-type]
+    if formula is None:
+        obj = {"correct": False, "reward": -3.0, "status": "illegal", "value": None,
+               "reasons": ["no formula was found in the answer"], "formula": None}
+    else:
+        obj = {**judge_formula(formula, values, target, judge).to_dict(), "formula": formula}  # type: ignore[arg-type]
+    obj.update({"cards": [c.label for c in hand], "card_values": list(values), "rule": rule_, "target": target})
+    verdict = "correct" if obj["correct"] else obj["status"]
+    text = f"{verdict}  reward {obj['reward']:+g}  value {obj['value']}"
+    if obj["reasons"]:
+        text += "\n" + "\n".join(f"- {r}" for r in obj["reasons"])
+    _emit(obj, as_json, text)
+
+
+@app.command()
+def stats(
+    rule: Annotated[str, typer.Option(help="face10, face11 or both.")] = "both",
+    target: int = 24,
+    cards: Annotated[int, typer.Option("--cards", help="Cards per hand.")] = 4,
+    as_json: JsonOpt = False,
+) -> None:
+    """Multisets, solvable counts, and the solvable probability of a deal."""
+    from spindoctor.game.stats import game_stats
+
+    rules = ("face10", "face11") if rule == "both" else (check_rule(rule),)
+    if cards < 2 or cards > 5:
+        raise UserError(f"--cards must be in 2..5, got {cards}")
+    rows = [game_stats(r, target, cards) for r in rules]  # type: ignore[arg-type]
+    lines = []
+    for s in rows:
+        lines.append(
+            f"{s['rule']}: {s['solvable_value_multisets']}/{s['value_multisets']} value multisets, "
+            f"{s['solvable_rank_multisets']}/{s['rank_multisets']} rank multisets make {target}; "
+            f"P(solvable) ID draw {s['p_solvable_id_draw']:.4f}, OOD draw {s['p_solvable_ood_draw']:.4f}"
+        )
+    _emit({"stats": rows}, as_json, "\n".join(lines))
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    n_train: Annotated[int, typer.Option(help="Training hands (train partition, ID rule).")] = 500,
+    n_probe: Annotated[int, typer.Option(help="Probe hands per split (probe partition).")] = 200,
+    seed: int = 0,
+    fmt: Annotated[str, typer.Option("--format", help="paper or compact.")] = "paper",
+    target: int = 24,
+    probe_fraction: Annotated[float, typer.Option(help="Share of hand keys held out for probes.")] = 0.3,
+    parquet: Annotated[bool, typer.Option(help="Also write verl parquet files (needs pyarrow).")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write SFT pairs, RL prompts, probe sets (jsonl) and verl parquet files."""
+    from spindoctor.game.export import export_all
+
+    _check_choice("format", fmt, FORMATS)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    counts = export_all(out, n_train=n_train, n_probe=n_probe, seed=seed, fmt=fmt,  # type: ignore[arg-type]
+                        target=target, probe_fraction=probe_fraction, parquet=parquet)
+    text = "\n".join(f"{out / name}: {n} rows" for name, n in counts.items())
+    _emit({"out": str(out), "files": counts}, as_json, text)

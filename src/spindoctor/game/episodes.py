@@ -1,0 +1,103 @@
+"""Multi-turn sequential revision episodes (the paper's headline protocol).
+
+Reference behaviour (spec/generalpoints.md, "Episodes"): the model gets up to
+``max_turns`` verified attempts in one conversation. After a failed attempt its
+answer is appended and a user turn ``You failed this trial because {reasons}``
+follows (reasons joined with ", ", ending in "."). The episode succeeds if any
+attempt earns +5. The model is any ``generate(messages) -> str`` callable, so a
+HF pipeline, a vLLM client or a test double all drive the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from spindoctor.game.deal import Hand
+from spindoctor.game.formats import FormatName, parse_response, render_prompt
+from spindoctor.game.rewards import Verdict, judge_formula
+from spindoctor.game.verifier import EXACT_JUDGE, Judge
+
+Message = dict[str, str]
+Generate = Callable[[list[Message]], str]
+
+
+@dataclass
+class Attempt:
+    """One turn: the model's raw answer, the formula found in it, and its verdict."""
+
+    response: str
+    formula: str | None
+    verdict: Verdict
+
+
+@dataclass
+class Episode:
+    """A finished episode: success if any attempt was correct."""
+
+    hand: Hand
+    messages: list[Message]
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return any(a.verdict.correct for a in self.attempts)
+
+    @property
+    def first_attempt_correct(self) -> bool:
+        return bool(self.attempts) and self.attempts[0].verdict.correct
+
+
+def judge_response(
+    fmt: FormatName, response: str, hand: Hand, judge: Judge = EXACT_JUDGE
+) -> tuple[str | None, Verdict]:
+    """Parse a response in ``fmt`` and judge its formula against ``hand``; never raises."""
+    parsed = parse_response(fmt, response)
+    if parsed.formula is None:
+        verdict = Verdict(False, -3.0, "illegal", None, ("no formula was found in the answer",))
+        return None, verdict
+    return parsed.formula, judge_formula(parsed.formula, hand.values, hand.target, judge)
+
+
+def feedback_text(verdict: Verdict) -> str:
+    """The reference's revision turn: ``You failed this trial because {reasons}.``"""
+    reasons = ", ".join(verdict.reasons) or "the formula is not correct"
+    return f"You failed this trial because {reasons}."
+
+
+def run_episode(
+    generate: Generate,
+    hand: Hand,
+    fmt: FormatName = "paper",
+    max_turns: int = 5,
+    judge: Judge = EXACT_JUDGE,
+) -> Episode:
+    """Play one episode of up to ``max_turns`` verified attempts.
+
+    Parameters
+    ----------
+    generate : callable
+        ``generate(messages) -> str``; ``messages`` is the chat so far as a
+        list of ``{"role", "content"}`` dicts, ending with a user turn.
+    hand : Hand
+        The dealt hand (cards, rule, target).
+    fmt : {"paper", "compact"}
+        Prompt format and response parser.
+    max_turns : int
+        Attempts allowed (the reference uses 5; 1 gives single-attempt accuracy).
+    """
+    if max_turns < 1:
+        raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+    messages: list[Message] = [
+        {"role": "user", "content": render_prompt(fmt, hand.cards, hand.rule, hand.target)}
+    ]
+    episode = Episode(hand, messages)
+    for turn in range(max_turns):
+        response = generate(list(messages))
+        formula, verdict = judge_response(fmt, response, hand, judge)
+        episode.attempts.append(Attempt(response, formula, verdict))
+        messages.append({"role": "assistant", "content": response})
+        if verdict.correct or turn == max_turns - 1:
+            break
+        messages.append({"role": "user", "content": feedback_text(verdict)})
+    return episode

@@ -1,0 +1,198 @@
+"""Judging a formula against a hand, and the reference reward table.
+
+Reference table (spec/generalpoints.md, "Reward shaping"):
+
+=====================================================================  ======
+outcome                                                                reward
+=====================================================================  ======
+correct: uses each card value once and equals the target               +5
+partial: a proper prefix of a valid solution                           +1
+legal formula and numbers, but wrong value                             -1
+numbers misused: not on the cards, used too often, or a card unused    -2
+illegal formula: other characters, bad token order, unary minus, ...   -3
+=====================================================================  ======
+
+The reference accumulates penalties: several violations add up. Here the
+violations are (illegal formula, numbers misused, wrong value), each counted
+at most once, and the reward is the sum of their penalties; e.g. ``9*9*9*9``
+for cards 1,2,3,4 misuses numbers (-2) and misses 24 (-1): -3. A correct
+formula scores +5 and a partial one +1, with no penalty. Differences from the
+reference, on purpose: values are exact (``judge="exact"``; the reference's
+float ``eval`` rejects ``8/(3-8/3)``: pass ``judge="float"`` to reproduce its
+verdicts), and nothing is ever evaluated as code. "Prefix of a valid
+solution" is decided against every correct formula over the hand written
+with minimal parentheses or with every compound operand parenthesised, in
+every operand order (:func:`solution_surfaces`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from functools import cache
+from itertools import permutations
+
+from spindoctor.game.verifier import (
+    EXACT_JUDGE,
+    FormulaError,
+    Judge,
+    evaluate,
+    is_sub_multiset,
+    numbers_misuse,
+    parse_formula,
+)
+
+REWARD_CORRECT = 5.0
+REWARD_PARTIAL = 1.0
+PENALTY_WRONG_VALUE = -1.0
+PENALTY_NUMBERS = -2.0
+PENALTY_ILLEGAL = -3.0
+PENALTY_CARD_RECOGNITION = -1.5  # vision variant only; never produced by the text task
+
+_INTEGER = re.compile(r"\d+")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of one formula.
+
+    ``status`` is the worst outcome: correct, partial, wrong_value,
+    numbers_misused or illegal. ``value`` is the exact value as a string
+    ("24", "71/3") or None when it has none. ``reasons`` are short phrases
+    for the revision feedback ("You failed this trial because ...").
+    """
+
+    correct: bool
+    reward: float
+    status: str
+    value: str | None
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+    numbers: tuple[int, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["reasons"] = list(self.reasons)
+        out["numbers"] = list(self.numbers)
+        return out
+
+
+def _format_value(value: Fraction | float | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Fraction):
+        return str(value)
+    return repr(value)
+
+
+def judge_formula(
+    formula: str, values: tuple[int, ...], target: int = 24, judge: Judge = EXACT_JUDGE
+) -> Verdict:
+    """Judge ``formula`` (an optional ``=...`` tail is ignored) for card ``values``.
+
+    Never raises: any string gets a verdict.
+    """
+    if not isinstance(formula, str):
+        return Verdict(False, PENALTY_ILLEGAL, "illegal", None, ("the answer is not text",))
+    values = tuple(values)
+    try:
+        parsed = parse_formula(formula)
+    except FormulaError as err:
+        return _judge_unparsed(formula, err, values, target)
+    reasons: list[str] = []
+    reward = 0.0
+    misuse = numbers_misuse(parsed.numbers, values)
+    if misuse:
+        reasons.extend(misuse)
+        reward += PENALTY_NUMBERS
+    value = evaluate(parsed.tree, judge)
+    if value is None:
+        reasons.append("the formula divides by zero")
+        reward += PENALTY_WRONG_VALUE
+    elif value != target:
+        reasons.append(f"the formula equals {_format_value(value)}, not {target}")
+        reward += PENALTY_WRONG_VALUE
+    if not reasons:
+        return Verdict(True, REWARD_CORRECT, "correct", _format_value(value), (), parsed.numbers)
+    status = "numbers_misused" if misuse else "wrong_value"
+    return Verdict(False, reward, status, _format_value(value), tuple(reasons), parsed.numbers)
+
+
+def _judge_unparsed(
+    formula: str, err: FormulaError, values: tuple[int, ...], target: int
+) -> Verdict:
+    """Verdict for text that does not parse: partial (+1) or illegal (-3, plus -2 for misuse)."""
+    left = formula.partition("=")[0]
+    numbers = tuple(int(x) for x in _INTEGER.findall(left)) if len(left) < 1000 else ()
+    compact = "".join(left.split())
+    if err.incomplete and compact and is_sub_multiset(numbers, values):
+        if any(s.startswith(compact) for s in solution_surfaces(tuple(sorted(values)), target)):
+            return Verdict(False, REWARD_PARTIAL, "partial", None, ("the formula is incomplete",), numbers)
+    reasons = [f"the formula is illegal ({err.reason})"]
+    reward = PENALTY_ILLEGAL
+    misuse = [r for r in numbers_misuse(numbers, values) if not r.startswith("card numbers not used")]
+    if misuse and not err.incomplete:
+        misuse = numbers_misuse(numbers, values)
+    if misuse:
+        reasons.extend(misuse)
+        reward += PENALTY_NUMBERS
+    return Verdict(False, reward, "illegal", None, tuple(reasons), numbers)
+
+
+# ---------------------------------------------------------------- surfaces
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _trees(items: tuple) -> Iterator[tuple[object, Fraction | None]]:
+    """Every binary expression tree over ``items`` in the given leaf order, with its value."""
+    if len(items) == 1:
+        yield items[0], Fraction(items[0])
+        return
+    for cut in range(1, len(items)):
+        for lt, lv in _trees(items[:cut]):
+            for rt, rv in _trees(items[cut:]):
+                for op in "+-*/":
+                    if lv is None or rv is None:
+                        val = None
+                    elif op == "+":
+                        val = lv + rv
+                    elif op == "-":
+                        val = lv - rv
+                    elif op == "*":
+                        val = lv * rv
+                    else:
+                        val = lv / rv if rv != 0 else None
+                    yield (op, lt, rt), val
+
+
+def _render(tree: object, minimal: bool) -> str:
+    if isinstance(tree, int):
+        return str(tree)
+    op, left, right = tree  # type: ignore[misc]
+    ls, rs = _render(left, minimal), _render(right, minimal)
+    if not isinstance(left, int) and (not minimal or _PREC[left[0]] < _PREC[op]):
+        ls = f"({ls})"
+    if not isinstance(right, int):
+        lower = _PREC[right[0]] < _PREC[op]
+        same_noncomm = _PREC[right[0]] == _PREC[op] and op in "-/"
+        if not minimal or lower or same_noncomm:
+            rs = f"({rs})"
+    return f"{ls}{op}{rs}"
+
+
+@cache
+def solution_surfaces(values: tuple[int, ...], target: int = 24) -> frozenset[str]:
+    """Every correct formula over ``values`` as written text, for the partial-credit test.
+
+    All leaf orders and tree shapes; each tree rendered with minimal
+    parentheses and fully parenthesised. Empty for an unsolvable hand.
+    """
+    out: set[str] = set()
+    goal = Fraction(target)
+    for order in set(permutations(values)):
+        for tree, val in _trees(order):
+            if val == goal:
+                out.add(_render(tree, True))
+                out.add(_render(tree, False))
+    return frozenset(out)
