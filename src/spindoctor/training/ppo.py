@@ -1,0 +1,446 @@
+"""PPO with a value head, the paper's RL stage, in one file (CleanRL ppo.py style).
+
+Reads top to bottom: config, setup, rollout (episodes + reward), advantage,
+loss, update step, probe, checkpoint, the training loop. The maths lives in
+:mod:`spindoctor.training.rl_math`; the run directory and the probes in
+:mod:`spindoctor.training.rl_common`.
+
+Reference (spec/findings.md, "Reference training settings"): one response is
+one action whose log-probability sums its tokens (those before the formula
+weighted 0.5); a value head h -> h/4 -> h/8 -> 1 on the final hidden state of
+the last prompt token; GAE over the turns of a 5-turn revision episode
+(gamma 0.9, lambda 0.95); advantages normalised over the buffer; clip 0.1 for
+policy and value; value coefficient 0.5; 4 epochs; max grad norm 0.01; Adam
+lr 1e-6 cosine to ~0; no KL penalty; rollouts at temperature 0.2.
+
+Runs single-process or under ``accelerate launch --num_processes N`` (DDP):
+each process plays ``episodes_per_step / N`` episodes, gradients are averaged,
+advantages are whitened with statistics over all processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from spindoctor.errors import UserError
+from spindoctor.game.deal import DEFAULT_PROBE_FRACTION, Hand, deal_hands
+from spindoctor.game.episodes import feedback_text, judge_response
+from spindoctor.game.formats import render_prompt
+from spindoctor.io import append_jsonl, atomic_write_json
+from spindoctor.training import rl_common as common
+from spindoctor.training.rl_math import (
+    action_logprob,
+    clipped_policy_loss,
+    clipped_value_loss,
+    cosine_lr,
+    gae,
+    kl_to_reference,
+    mean_var_from_moments,
+    prefix_token_weights,
+    whiten,
+)
+
+
+# ---------------------------------------------------------------- config
+class PPOConfig(BaseModel):
+    """Every PPO setting; defaults are the reference's (real models, GPUs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fmt: Literal["paper", "compact"] = Field("paper", description="prompt format of the game")
+    seed: int = Field(0, description="seeds dealing, sampling and the value-head init")
+    steps: int = Field(200, ge=1, description="PPO iterations (rollout + update)")
+    episodes_per_step: int = Field(64, ge=1, description="episodes per iteration, over all processes")
+    max_turns: int = Field(5, ge=1, description="verified attempts per episode (reference 5; 1 = single turn)")
+    temperature: float = Field(0.2, gt=0, description="sampling temperature of rollouts (reference 0.2)")
+    max_new_tokens: int = Field(512, ge=1, description="tokens per response (reference 512)")
+    min_new_tokens: int = Field(0, ge=0, description="force responses this long (benchmarks only)")
+    gamma: float = Field(0.9, ge=0, le=1, description="discount per turn")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    clip: float = Field(0.1, gt=0, description="policy ratio clip")
+    value_clip: float = Field(0.1, gt=0, description="value clip")
+    vf_coef: float = Field(0.5, ge=0, description="value loss coefficient")
+    kl_coef: float = Field(0.0, ge=0, description="KL penalty to the frozen start model (reference: off)")
+    prefix_weight: float = Field(0.5, ge=0, description="weight of log-probs of tokens before the formula")
+    whiten_advantages: bool = Field(True, description="normalise advantages over the buffer")
+    epochs: int = Field(4, ge=1, description="passes over each rollout buffer")
+    minibatches: int = Field(2, ge=1, description="optimiser steps per epoch")
+    grad_accum_steps: int = Field(16, ge=1, description="micro-batches accumulated per optimiser step")
+    lr: float = Field(1e-6, gt=0, description="Adam learning rate, cosine to lr_floor")
+    lr_floor: float = Field(0.0, ge=0, description="learning rate at the last step")
+    warmup_steps: int = Field(0, ge=0, description="optimiser steps of linear warm-up")
+    max_grad_norm: float = Field(0.01, gt=0, description="gradient clipping (reference 0.01)")
+    probe_every: int = Field(20, ge=0, description="probe and checkpoint every N steps (0: only at the end)")
+    probe: dict = Field(default_factory=dict, description="spindoctor.probes.ProbeConfig fields")
+    probe_fraction: float = Field(DEFAULT_PROBE_FRACTION, ge=0, le=1, description="share of hands held out for probes")
+    trust_remote_code: bool = Field(False, description="allow custom model code from the checkpoint")
+
+    @model_validator(mode="after")
+    def _check(self) -> PPOConfig:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError("min_new_tokens must be <= max_new_tokens")
+        return self
+
+
+# Organism preset: a tiny character-level model on a CPU learns in minutes with a
+# larger step size, full-temperature exploration and single-turn episodes.
+PRESETS: dict[str, dict] = {
+    "reference": {},
+    "organism": dict(
+        fmt="compact", max_turns=1, temperature=1.0, max_new_tokens=40, episodes_per_step=64,
+        epochs=2, minibatches=2, grad_accum_steps=1, lr=3e-5, lr_floor=3e-6, max_grad_norm=1.0,
+        probe_every=10, steps=60,
+    ),
+}
+
+
+# ---------------------------------------------------------------- setup
+class PolicyAndValue(nn.Module):
+    """A causal LM and its value head (h -> h/4 -> h/8 -> 1) on the last prompt token."""
+
+    def __init__(self, policy: nn.Module) -> None:
+        super().__init__()
+        h = policy.config.hidden_size
+        self.policy = policy
+        self.value_head = nn.Sequential(
+            nn.Linear(h, max(1, h // 4)), nn.ReLU(), nn.Linear(max(1, h // 4), max(1, h // 8)),
+            nn.ReLU(), nn.Linear(max(1, h // 8), 1),
+        )
+
+    def forward(self, input_ids, attention_mask, n_response: int):
+        """Logits that predict the last ``n_response`` tokens (B, R, V) and values (B,)."""
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.policy(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+            output_hidden_states=True, logits_to_keep=n_response + 1,
+        )
+        last_prompt = input_ids.shape[1] - n_response - 1
+        values = self.value_head(out.hidden_states[-1][:, last_prompt].float()).squeeze(-1)
+        return out.logits[:, :-1].float(), values
+
+
+@dataclass
+class Transition:
+    """One turn of one episode: state (prompt), action (response) and what PPO needs of it."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    weights: list[float]
+    episode: int
+    turn: int
+    reward: float
+    logp_old: float = 0.0
+    value_old: float = 0.0
+    ref_logp: list[float] | None = None
+    advantage: float = 0.0
+    ret: float = 0.0
+
+
+RewardFn = Callable[[Hand, str], tuple[float, bool, str]]
+
+
+def game_reward(fmt: str) -> RewardFn:
+    """The game's reward table: (reward, correct, revision feedback) of a response."""
+
+    def reward(hand: Hand, text: str) -> tuple[float, bool, str]:
+        _, verdict = judge_response(fmt, text, hand)  # type: ignore[arg-type]
+        return verdict.reward, verdict.correct, feedback_text(verdict)
+
+    return reward
+
+
+# ---------------------------------------------------------------- rollout
+@torch.no_grad()
+def generate(policy, tokenizer, texts: list[str], cfg: PPOConfig) -> tuple[list[list[int]], list[list[int]]]:
+    """Sample one response per prompt; return prompt ids and response ids (up to the first EOS)."""
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
+    out = policy.generate(
+        **enc.to(policy.device), do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+        max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens or None,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    prompts, responses = [], []
+    for row, mask, gen in zip(enc["input_ids"], enc["attention_mask"], out[:, enc["input_ids"].shape[1] :], strict=True):
+        prompts.append(row[mask.bool()].tolist())
+        ids = gen.tolist()
+        if tokenizer.eos_token_id in ids:
+            ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
+        responses.append(ids)
+    return prompts, responses
+
+
+def token_weights(tokenizer, response_ids: list[int], text: str, cfg: PPOConfig) -> list[float]:
+    """``prefix_weight`` on tokens before the formula, 1 after (character ends from per-token decoding)."""
+    ends, total = [], 0
+    for piece in tokenizer.batch_decode([[t] for t in response_ids], skip_special_tokens=True):
+        total += len(piece)
+        ends.append(total)
+    return prefix_token_weights(ends, common.formula_start(cfg.fmt, text), cfg.prefix_weight)
+
+
+def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: RewardFn):
+    """Play one revision episode per hand, all hands batched turn by turn.
+
+    Follows ``spindoctor.game.episodes.run_episode``: after a failed attempt the
+    answer and ``You failed this trial because ...`` are appended; an episode
+    ends at its first correct answer or after ``max_turns`` attempts.
+    """
+    convs = [[{"role": "user", "content": render_prompt(cfg.fmt, h.cards, h.rule, h.target)}] for h in hands]
+    success = [False] * len(hands)
+    transitions: list[Transition] = []
+    active = list(range(len(hands)))
+    for turn in range(cfg.max_turns):
+        texts = [common.render_state(tokenizer, convs[i]) for i in active]
+        prompts, responses = generate(policy, tokenizer, texts, cfg)
+        still = []
+        for i, p_ids, r_ids in zip(active, prompts, responses, strict=True):
+            text = tokenizer.decode(r_ids, skip_special_tokens=True)
+            reward, correct, feedback = reward_fn(hands[i], text)
+            weights = token_weights(tokenizer, r_ids, text, cfg)
+            transitions.append(Transition(p_ids, r_ids, weights, i, turn, float(reward)))
+            convs[i].append({"role": "assistant", "content": text})
+            success[i] = success[i] or correct
+            if not correct and turn < cfg.max_turns - 1:
+                convs[i].append({"role": "user", "content": feedback})
+                still.append(i)
+        active = still
+        if not active:
+            break
+    return transitions, success
+
+
+def collate(batch: list[Transition], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Left-pad prompts and right-pad responses so every prompt ends at the same column."""
+    p_len = max(len(t.prompt_ids) for t in batch)
+    r_len = max(len(t.response_ids) for t in batch)
+    ids, attn, resp, weights, mask, ref = [], [], [], [], [], []
+    for t in batch:
+        p_pad, r_pad = p_len - len(t.prompt_ids), r_len - len(t.response_ids)
+        ids.append([pad_id] * p_pad + t.prompt_ids + t.response_ids + [pad_id] * r_pad)
+        attn.append([0] * p_pad + [1] * (len(t.prompt_ids) + len(t.response_ids)) + [0] * r_pad)
+        resp.append(t.response_ids + [pad_id] * r_pad)
+        weights.append(t.weights + [0.0] * r_pad)
+        mask.append([1.0] * len(t.response_ids) + [0.0] * r_pad)
+        ref.append((t.ref_logp or [0.0] * len(t.response_ids)) + [0.0] * r_pad)
+    out = {"input_ids": ids, "attention_mask": attn, "response_ids": resp}
+    tensors = {k: torch.tensor(v, device=device) for k, v in out.items()}
+    for name, rows in (("weights", weights), ("mask", mask), ("ref_logp", ref)):
+        tensors[name] = torch.tensor(rows, dtype=torch.float32, device=device)
+    for name in ("logp_old", "value_old", "advantage", "ret"):
+        tensors[name] = torch.tensor([getattr(t, name) for t in batch], dtype=torch.float32, device=device)
+    return tensors
+
+
+def token_logp_and_values(model, batch: dict, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, R) log-probabilities of the response tokens (0 on padding) and (B,) values."""
+    logits, values = model(batch["input_ids"], batch["attention_mask"], batch["response_ids"].shape[1])
+    logp = torch.log_softmax(logits / temperature, dim=-1)
+    token_logp = logp.gather(-1, batch["response_ids"].unsqueeze(-1)).squeeze(-1)
+    return token_logp * batch["mask"], values
+
+
+@torch.no_grad()
+def score_buffer(model, ref_policy, transitions: list[Transition], pad_id: int, cfg: PPOConfig, device) -> None:
+    """Fill the rollout policy's action log-probs and values (and the reference's token log-probs)."""
+    chunk = max(1, -(-len(transitions) // (cfg.minibatches * cfg.grad_accum_steps)))
+    for start in range(0, len(transitions), chunk):
+        part = transitions[start : start + chunk]
+        batch = collate(part, pad_id, device)
+        token_logp, values = token_logp_and_values(model, batch, cfg.temperature)
+        logp = action_logprob(token_logp, batch["weights"])
+        ref = None
+        if ref_policy is not None:
+            ref, _ = token_logp_and_values(ref_policy, batch, cfg.temperature)
+        for k, t in enumerate(part):
+            t.logp_old, t.value_old = float(logp[k]), float(values[k])
+            if ref is not None:
+                t.ref_logp = ref[k, : len(t.response_ids)].tolist()
+
+
+# ---------------------------------------------------------------- advantage
+def assign_advantages(transitions: list[Transition], cfg: PPOConfig, accelerator) -> None:
+    """GAE over the turns of each episode, then whitening over the buffer of every process."""
+    n_eps = max(t.episode for t in transitions) + 1
+    shape = (n_eps, cfg.max_turns)
+    rewards, values, mask = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape)
+    for t in transitions:
+        rewards[t.episode, t.turn], values[t.episode, t.turn], mask[t.episode, t.turn] = t.reward, t.value_old, 1
+    adv, ret = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    if cfg.whiten_advantages:
+        flat = adv[mask.bool()].double()
+        moments = torch.tensor([flat.numel(), flat.sum(), (flat**2).sum()], dtype=torch.float64)
+        n, total, total_sq = accelerator.reduce(moments.to(accelerator.device), "sum").tolist()
+        mean, var = mean_var_from_moments(n, total, total_sq)
+        adv = whiten(adv, mask, mean, var)
+    for t in transitions:
+        t.advantage, t.ret = float(adv[t.episode, t.turn]), float(ret[t.episode, t.turn])
+
+
+# ---------------------------------------------------------------- loss and update step
+def ppo_loss(model, batch: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped policy loss + vf_coef * clipped value loss (+ kl_coef * KL to the reference)."""
+    token_logp, values = token_logp_and_values(model, batch, cfg.temperature)
+    logp = action_logprob(token_logp, batch["weights"])
+    pg_loss, stats = clipped_policy_loss(logp, batch["logp_old"], batch["advantage"], cfg.clip)
+    v_loss = clipped_value_loss(values, batch["value_old"], batch["ret"], cfg.value_clip)
+    loss = pg_loss + cfg.vf_coef * v_loss
+    kl = torch.zeros(())
+    if cfg.kl_coef > 0:
+        kl = kl_to_reference(token_logp, batch["ref_logp"], batch["mask"])
+        loss = loss + cfg.kl_coef * kl
+    out = {"pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "kl_ref": kl.item()}
+    out.update({k: v.item() for k, v in stats.items()})
+    return loss, out
+
+
+def ppo_update(model, optimizer, accelerator, transitions, cfg: PPOConfig, step: int, opt_step: int, pad_id: int):
+    """``epochs`` passes of ``minibatches`` optimiser steps, each over ``grad_accum_steps`` micro-batches.
+
+    Every process makes the same number of backward passes (DDP needs it),
+    whatever the size of its buffer.
+    """
+    total_opt = cfg.steps * cfg.epochs * cfg.minibatches
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    logs: dict[str, list[float]] = {}
+    for _ in range(cfg.epochs):
+        chunks = torch.tensor_split(torch.randperm(len(transitions), generator=gen), cfg.minibatches * cfg.grad_accum_steps)
+        for mb in range(cfg.minibatches):
+            for k in range(cfg.grad_accum_steps):
+                idx = chunks[mb * cfg.grad_accum_steps + k].tolist()
+                sync = k == cfg.grad_accum_steps - 1
+                with nullcontext() if sync else accelerator.no_sync(model):
+                    loss, stats = ppo_loss(model, collate([transitions[i] for i in idx], pad_id, accelerator.device), cfg)
+                    accelerator.backward(loss / cfg.grad_accum_steps)
+                for key, value in stats.items():
+                    logs.setdefault(key, []).append(value)
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(opt_step, total_opt, cfg.lr, cfg.warmup_steps, cfg.lr_floor)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            logs.setdefault("grad_norm", []).append(float(grad_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            opt_step += 1
+    logs["lr"] = [optimizer.param_groups[0]["lr"]]
+    return {k: sum(v) / len(v) for k, v in logs.items()}, opt_step
+
+
+# ---------------------------------------------------------------- checkpoint
+def save_checkpoint(accelerator, model, optimizer, tokenizer, out: Path, step: int, opt_step: int) -> None:
+    """HF policy (safetensors), value head, optimiser and counters, renamed into place when whole."""
+    from safetensors.torch import save_file
+
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        tmp, final = common.atomic_checkpoint_dir(out, step)
+        unwrapped.policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in unwrapped.value_head.state_dict().items()}, str(tmp / "value_head.safetensors"))
+        common.save_optimizer(optimizer, tmp)
+        atomic_write_json(tmp / "trainer_state.json", {"step": step, "opt_step": opt_step})
+        common.finish_checkpoint(tmp, final)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(model: PolicyAndValue, optimizer, folder: Path) -> int:
+    """Restore the value head and the optimiser; return the optimiser step count."""
+    import json
+
+    from safetensors.torch import load_file
+
+    model.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors")))
+    common.load_optimizer(optimizer, folder)
+    return int(json.loads((folder / "trainer_state.json").read_text())["opt_step"])
+
+
+# ---------------------------------------------------------------- the loop
+def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = True,
+          reward_fn: RewardFn | None = None, show_progress: bool = True) -> dict:
+    """Run PPO from checkpoint ``start`` into run directory ``out``; return a summary."""
+    from accelerate import Accelerator
+    from rich.progress import Progress
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.episodes_per_step % world or cfg.episodes_per_step // world < cfg.minibatches * cfg.grad_accum_steps:
+        raise UserError(
+            f"--episodes-per-step {cfg.episodes_per_step} must be a multiple of the {world} processes and give each "
+            f"at least minibatches x grad_accum_steps = {cfg.minibatches * cfg.grad_accum_steps} episodes"
+        )
+    out = Path(out)
+    done_step = 0
+    if accelerator.is_main_process:
+        done_step = common.prepare_run_dir(out, {**cfg.model_dump(), "start": str(start)}, resume)
+    accelerator.wait_for_everyone()
+    done_step = common.last_checkpoint_step(out)
+    if (out / "done.json").exists() and done_step >= cfg.steps:
+        return {"out": str(out), "step": done_step, "skipped": True}
+    policy, tokenizer = common.load_policy(out / f"checkpoint-{done_step}" if done_step else start, cfg.trust_remote_code)
+    torch.manual_seed(cfg.seed)
+    model = PolicyAndValue(policy)
+    ref = None
+    if cfg.kl_coef > 0:  # the frozen reference is the start checkpoint
+        ref = PolicyAndValue(common.load_policy(start, cfg.trust_remote_code)[0]).eval().requires_grad_(False)
+        ref.to(accelerator.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt_step = load_checkpoint(model, optimizer, out / f"checkpoint-{done_step}") if done_step else 0
+    model, optimizer = accelerator.prepare(model, optimizer)
+    reward_fn = reward_fn or game_reward(cfg.fmt)
+    pad_id = tokenizer.pad_token_id
+    n_local = cfg.episodes_per_step // world
+    if done_step == 0 and cfg.probe_every and accelerator.is_main_process:
+        common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, cfg.probe, "rl", 0, out)
+    accelerator.wait_for_everyone()
+    last = {}
+    with Progress(disable=not (show_progress and accelerator.is_main_process)) as progress:
+        task = progress.add_task("ppo", total=cfg.steps, completed=done_step)
+        for step in range(done_step + 1, cfg.steps + 1):
+            t0 = time.perf_counter()
+            unwrapped = accelerator.unwrap_model(model)
+            # Rollout: fresh training-partition ID hands, seeded by (seed, step, rank) so a resumed run repeats.
+            seed = cfg.seed * 1_000_003 + step * 101 + rank
+            hands = deal_hands("id", n_local, seed, partition="train", probe_fraction=cfg.probe_fraction)
+            torch.manual_seed(seed)
+            unwrapped.eval()
+            transitions, success = rollout(unwrapped.policy, tokenizer, hands, cfg, reward_fn)
+            score_buffer(unwrapped, ref, transitions, pad_id, cfg, accelerator.device)
+            assign_advantages(transitions, cfg, accelerator)
+            model.train()
+            stats, opt_step = ppo_update(model, optimizer, accelerator, transitions, cfg, step, opt_step, pad_id)
+            last = log_step(accelerator, out, step, transitions, success, stats, time.perf_counter() - t0)
+            progress.update(task, advance=1, description=f"ppo reward {last['reward_first_turn']:+.2f}")
+            if step == cfg.steps or (cfg.probe_every and step % cfg.probe_every == 0):
+                if cfg.probe_every and accelerator.is_main_process:
+                    common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, cfg.probe, "rl", step, out)
+                save_checkpoint(accelerator, model, optimizer, tokenizer, out, step, opt_step)
+    if accelerator.is_main_process:
+        atomic_write_json(out / "done.json", {"step": cfg.steps, "last": last})
+    accelerator.wait_for_everyone()
+    return {"out": str(out), "step": cfg.steps, "last": last}
+
+
+def log_step(accelerator, out: Path, step: int, transitions, success, stats: dict, seconds: float) -> dict:
+    """Reduce rollout statistics over processes and append one row to train.jsonl."""
+    first = [t.reward for t in transitions if t.turn == 0]
+    sums = torch.tensor(
+        [len(first), sum(first), sum(success), len(transitions), sum(t.reward for t in transitions)],
+        dtype=torch.float64, device=accelerator.device,
+    )
+    n_eps, r_first, n_success, n_samples, r_all = accelerator.reduce(sums, "sum").tolist()
+    row = {
+        "stage": "rl", "algo": "ppo", "step": step, "episodes": int(n_eps), "samples": int(n_samples),
+        "reward_first_turn": r_first / n_eps, "reward_mean": r_all / n_samples, "success": n_success / n_eps,
+        **{k: round(v, 6) for k, v in stats.items()}, "seconds": round(seconds, 3),
+        "samples_per_s": round(n_samples / seconds, 3),
+    }
+    if accelerator.is_main_process:
+        append_jsonl(out / "train.jsonl", row)
+    return row

@@ -1,0 +1,176 @@
+"""What PPO and GRPO share: safe loading, prompt rendering, the run directory, probes.
+
+Run directory (DESIGN.md, "The run directory"): ``config.yaml`` (resolved,
+written first), ``metrics.jsonl`` (one row per probe and split, from
+``spindoctor.probes.metrics_row``), ``train.jsonl`` (one row of rollout and
+loss statistics per step), ``checkpoint-<step>/`` (HF safetensors, written to
+a temporary folder and renamed) and ``done.json`` when the run finished.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spindoctor.errors import UserError
+from spindoctor.game.formats import FormatName
+from spindoctor.io import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    read_jsonl,
+)
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_PAPER_FORMULA_KEY = re.compile(r"""["']formula["']""")
+
+
+def load_policy(path: str | Path, trust_remote_code: bool = False):
+    """Load an HF causal LM and its tokenizer from a local folder, safetensors only."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"checkpoint folder not found: {path}")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
+    model = AutoModelForCausalLM.from_pretrained(
+        path, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def render_state(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The text a policy continues: the chat template when the tokenizer has one,
+    else the turns joined by newlines (the organism's plain compact format)."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = messages[0]["content"]
+    for msg in messages[1:]:
+        text += msg["content"] if msg["role"] == "assistant" else "\n" + msg["content"] + "\n"
+    return text
+
+
+def formula_start(fmt: FormatName, response: str) -> int | None:
+    """Character offset where the formula part of a response begins, or None.
+
+    compact: just after the ``|``; paper: at the ``"formula"`` key. The
+    reference weights the log-probability of the tokens before it by 0.5.
+    """
+    if fmt == "compact":
+        first_line = response.split("\n", 1)[0]
+        bar = first_line.find("|")
+        return bar + 1 if bar >= 0 else None
+    match = _PAPER_FORMULA_KEY.search(response)
+    return match.start() if match else None
+
+
+# ---------------------------------------------------------------- run directory
+def prepare_run_dir(out: Path, config: dict, resume: bool) -> int:
+    """Create ``out`` or resume it; return the step of the last complete checkpoint (0 if none).
+
+    A resumed run must have been started with the same config (``steps`` may
+    grow); rows logged after the last checkpoint are dropped so that the
+    resumed run rewrites them.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.yaml"
+    if cfg_path.exists():
+        if not resume:
+            raise UserError(f"{out} already holds a run; pass --resume or choose another --out")
+        saved = yaml.safe_load(cfg_path.read_text()) or {}
+        diff = sorted(k for k in set(saved) | set(config) if k != "steps" and saved.get(k) != config.get(k))
+        if diff:
+            raise UserError(f"{out} was started with a different config (fields {', '.join(diff)})")
+    atomic_write_text(cfg_path, yaml.safe_dump(config, sort_keys=False))
+    step = last_checkpoint_step(out)
+    for name in ("metrics.jsonl", "train.jsonl"):
+        path = out / name
+        if path.exists():
+            atomic_write_jsonl(path, [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step])
+    for stale in out.glob(".checkpoint-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return step
+
+
+def last_checkpoint_step(out: Path) -> int:
+    """The highest ``checkpoint-<step>`` under ``out`` (0 when there is none)."""
+    steps = [int(m.group(1)) for p in out.glob("checkpoint-*") if (m := CHECKPOINT_RE.match(p.name))]
+    return max(steps, default=0)
+
+
+def atomic_checkpoint_dir(out: Path, step: int) -> tuple[Path, Path]:
+    """A temporary folder to fill and the final ``checkpoint-<step>`` to rename it to."""
+    tmp = out / f".checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp, out / f"checkpoint-{step}"
+
+
+def finish_checkpoint(tmp: Path, final: Path) -> None:
+    """Rename a filled temporary checkpoint folder onto its final name."""
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+# ---------------------------------------------------------------- probes
+def run_probes(model: Any, tokenizer: Any, probe_cfg: dict, stage: str, step: int, out: Path) -> list[dict]:
+    """Probe ID and OOD with ``spindoctor.probes`` and append the rows to metrics.jsonl."""
+    from spindoctor.probes import ProbeConfig, metrics_row, probe_model
+
+    was_training = model.training
+    model.eval()
+    padding_side = tokenizer.padding_side
+    try:
+        results = probe_model(model, tokenizer, ProbeConfig(**probe_cfg))
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    rows = []
+    for split in ("id", "ood"):
+        if split in results:
+            row = metrics_row(stage, step, results[split])
+            append_jsonl(out / "metrics.jsonl", row)
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- optimiser state (no pickle)
+def save_optimizer(optimizer: Any, folder: Path) -> None:
+    """Write an optimiser's state as ``optimizer.safetensors`` + ``optimizer.json``."""
+    import torch
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()
+    tensors = {}
+    for pid, slots in state["state"].items():
+        for name, value in slots.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{pid}.{name}"] = tensor.detach().contiguous().cpu()
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    atomic_write_json(folder / "optimizer.json", {"param_groups": state["param_groups"]})
+
+
+def load_optimizer(optimizer: Any, folder: Path) -> None:
+    """Inverse of :func:`save_optimizer`."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    state: dict[int, dict] = {}
+    for key, tensor in tensors.items():
+        pid, _, name = key.partition(".")
+        state.setdefault(int(pid), {})[name] = tensor
+    groups = json.loads((folder / "optimizer.json").read_text())["param_groups"]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
