@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from functools import cache
 from itertools import combinations_with_replacement
 from typing import Literal
 
@@ -78,9 +79,14 @@ class Hand:
 
 
 def is_solvable(values: tuple[int, ...], target: int = 24) -> bool:
-    """Exact solvability, from the cached table when the hand fits it."""
-    if target == 24 and len(values) in (4, 5) and all(1 <= v <= 13 for v in values):
-        return solvable_table((1, 13), len(values), 24)[tuple(sorted(values))]
+    """Exact solvability, from the cached 4-card table when the hand fits it.
+
+    Other sizes use :func:`can_make` directly (its sub-multiset cache grows as
+    hands are seen), which for a few 5-card hands is far cheaper than the
+    full 6188-entry table.
+    """
+    if target == 24 and len(values) == 4 and all(1 <= v <= 13 for v in values):
+        return solvable_table((1, 13), 4, 24)[tuple(sorted(values))]
     return can_make(values, target)
 
 
@@ -158,7 +164,7 @@ def deal_hands(
         raise UserError(f"n must be >= 0, got {n}")
     if not 0.0 <= probe_fraction <= 1.0:
         raise UserError(f"probe_fraction must be in [0, 1], got {probe_fraction}")
-    if unique:
+    if unique and n_cards == 4:  # larger hands: the draw limit below reports exhaustion
         available = count_eligible(split, target, n_cards, partition, probe_fraction, salt)
         if n > available:
             raise UserError(
@@ -177,6 +183,7 @@ def deal_hands(
     return hands
 
 
+@cache
 def eligible_keys(
     split: Split,
     target: int = 24,
@@ -184,10 +191,10 @@ def eligible_keys(
     partition: Partition = "all",
     probe_fraction: float = DEFAULT_PROBE_FRACTION,
     salt: str = DEFAULT_SALT,
-) -> list[tuple]:
-    """Every key a deal of ``split`` can produce in ``partition``, sorted."""
+) -> tuple[tuple, ...]:
+    """Every key a deal of ``split`` can produce in ``partition``, sorted (cached)."""
     rule = split_rule(split)
-    keys = []
+    keys: list[tuple] = []
     for ranks in combinations_with_replacement(range(1, 14), n_cards):
         if split == "ood" and not any(r in FACE_RANKS for r in ranks):
             continue
@@ -197,7 +204,7 @@ def eligible_keys(
         values = tuple(Card(r).value(rule) for r in ranks)
         if is_solvable(values, target):
             keys.append(key)
-    return keys
+    return tuple(keys)
 
 
 def count_eligible(

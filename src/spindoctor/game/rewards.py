@@ -39,6 +39,7 @@ from spindoctor.game.verifier import (
     FormulaError,
     Judge,
     evaluate,
+    exact_pair,
     is_sub_multiset,
     numbers_misuse,
     parse_formula,
@@ -78,12 +79,23 @@ class Verdict:
         return out
 
 
-def _format_value(value: Fraction | float | None) -> str | None:
+def _value_text(rpn: tuple, judge: Judge, target: int) -> str | None:
+    """The formula's value as text ("24", "71/3", or a float repr); None on division by zero.
+
+    Exact mode compares the unreduced pair with the target before building a
+    Fraction, which keeps the common correct case cheap.
+    """
+    if judge == EXACT_JUDGE:
+        pair = exact_pair(rpn)
+        if pair is None:
+            return None
+        if pair[0] == target * pair[1]:
+            return str(target)
+        return str(Fraction(*pair))
+    value = evaluate(rpn, judge)
     if value is None:
         return None
-    if isinstance(value, Fraction):
-        return str(value)
-    return repr(value)
+    return str(target) if value == target else repr(value)
 
 
 def judge_formula(
@@ -106,17 +118,17 @@ def judge_formula(
     if misuse:
         reasons.extend(misuse)
         reward += PENALTY_NUMBERS
-    value = evaluate(parsed.tree, judge)
+    value = _value_text(parsed.rpn, judge, target)
     if value is None:
         reasons.append("the formula divides by zero")
         reward += PENALTY_WRONG_VALUE
-    elif value != target:
-        reasons.append(f"the formula equals {_format_value(value)}, not {target}")
+    elif value != str(target):
+        reasons.append(f"the formula equals {value}, not {target}")
         reward += PENALTY_WRONG_VALUE
     if not reasons:
-        return Verdict(True, REWARD_CORRECT, "correct", _format_value(value), (), parsed.numbers)
+        return Verdict(True, REWARD_CORRECT, "correct", value, (), parsed.numbers)
     status = "numbers_misused" if misuse else "wrong_value"
-    return Verdict(False, reward, status, _format_value(value), tuple(reasons), parsed.numbers)
+    return Verdict(False, reward, status, value, tuple(reasons), parsed.numbers)
 
 
 def _judge_unparsed(

@@ -2,12 +2,12 @@
 
 Never calls eval/exec and never raises on any string. The grammar is
 
-    formula := expr [ '=' integer ]
+    formula := expr [ '=' anything ]      (only the left side is judged)
     expr    := term (('+' | '-') term)*
     term    := factor (('*' | '/') factor)*
     factor  := integer | '(' expr ')'
 
-so unary minus, ``**``, decimals, variables and any other character are
+checked and converted to postfix by a shunting-yard pass, so unary minus, ``**``, decimals, variables and any other character are
 rejected with a reason. Values are ``fractions.Fraction`` (exact), or floats in
 the reference-compatible mode (:data:`FLOAT_JUDGE`), which reproduces the
 reference's float ``eval`` verdicts (``8/(3-8/3)`` is then *not* 24) without
@@ -16,6 +16,7 @@ evaluating any text.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,8 +28,10 @@ FLOAT_JUDGE: Judge = "float"
 
 MAX_FORMULA_CHARS = 200
 MAX_NUMBER_DIGITS = 6
-_OPERATORS = "+-*/"
-_ALLOWED = set("0123456789+-*/() \t=")
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+_ILLEGAL = re.compile(r"[^0-9+\-*/() \t\n]")
+_TOKEN = re.compile(r"\d+|[-+*/()]")
+_LONG_NUMBER = re.compile(rf"\d{{{MAX_NUMBER_DIGITS + 1}}}")
 
 
 class FormulaError(Exception):
@@ -42,97 +45,79 @@ class FormulaError(Exception):
 
 @dataclass(frozen=True)
 class Parsed:
-    """A parsed formula: a tree of tuples ``(op, left, right)`` or ``int`` leaves."""
+    """A parsed formula in postfix order: ``int`` operands and ``str`` operators."""
 
-    tree: object
+    rpn: tuple[int | str, ...]
     numbers: tuple[int, ...]
     stated_result: int | None
 
 
 def tokenize(text: str) -> list[str]:
-    """Split a formula into integer, operator, parenthesis and '=' tokens.
+    """Split a formula into integer, operator and parenthesis tokens.
 
     Raises
     ------
     FormulaError
-        On any character outside digits, ``+-*/()=`` and blanks, on ``**``, on
-        decimals, and on integers of more than ``MAX_NUMBER_DIGITS`` digits.
+        On any character outside digits, ``+-*/()`` and blanks (``=`` is split
+        off before), on ``**``, on decimals, and on integers of more than
+        ``MAX_NUMBER_DIGITS`` digits.
     """
-    bad = sorted({ch for ch in text if ch not in _ALLOWED})
+    bad = _ILLEGAL.search(text)
     if bad:
-        if "." in bad:
+        if bad.group() == ".":
             raise FormulaError("decimal numbers are not allowed")
-        shown = "".join(bad[:5])
+        shown = "".join(sorted(set(_ILLEGAL.findall(text)))[:5])
         raise FormulaError(f"illegal characters {shown!r}")
-    tokens: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-        elif ch.isdigit():
-            j = i
-            while j < n and text[j].isdigit():
-                j += 1
-            if j - i > MAX_NUMBER_DIGITS:
-                raise FormulaError("number too long")
-            tokens.append(text[i:j])
-            i = j
-        else:
-            if ch == "*" and i + 1 < n and text[i + 1] == "*":
-                raise FormulaError("'**' (power) is not allowed")
-            tokens.append(ch)
-            i += 1
-    return tokens
+    if "**" in text:
+        raise FormulaError("'**' (power) is not allowed")
+    if _LONG_NUMBER.search(text):
+        raise FormulaError("number too long")
+    return _TOKEN.findall(text)
 
 
-class _Parser:
-    """Recursive-descent parser over a token list (depth bounded by the length cap)."""
+def to_postfix(tokens: list[str]) -> tuple[tuple[int | str, ...], tuple[int, ...]]:
+    """Check token order and convert to postfix (shunting-yard); returns (rpn, numbers).
 
-    def __init__(self, tokens: list[str]) -> None:
-        self.tokens = tokens
-        self.pos = 0
-        self.numbers: list[int] = []
-
-    def peek(self) -> str | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def take(self) -> str:
-        tok = self.peek()
-        if tok is None:
-            raise FormulaError("formula ends too early", incomplete=True)
-        self.pos += 1
-        return tok
-
-    def expr(self) -> object:
-        node = self.term()
-        while self.peek() in ("+", "-"):
-            op = self.take()
-            node = (op, node, self.term())
-        return node
-
-    def term(self) -> object:
-        node = self.factor()
-        while self.peek() in ("*", "/"):
-            op = self.take()
-            node = (op, node, self.factor())
-        return node
-
-    def factor(self) -> object:
-        tok = self.take()
+    The grammar: expr := term (('+'|'-') term)*, term := factor (('*'|'/')
+    factor)*, factor := integer | '(' expr ')'. An operator where an operand
+    is expected is an error (so unary minus is rejected); running out of
+    tokens while an operand or ')' is still owed marks the error incomplete.
+    """
+    out: list[int | str] = []
+    ops: list[str] = []
+    numbers: list[int] = []
+    expect_operand = True
+    for tok in tokens:
         if tok.isdigit():
-            self.numbers.append(int(tok))
-            return int(tok)
-        if tok == "(":
-            node = self.expr()
-            if self.peek() is None:
-                raise FormulaError("unclosed parenthesis", incomplete=True)
-            if self.take() != ")":
-                raise FormulaError("expected ')'")
-            return node
-        if tok == "-":
-            raise FormulaError("unary minus is not allowed")
-        raise FormulaError(f"unexpected {tok!r}")
+            if not expect_operand:
+                raise FormulaError(f"unexpected {tok!r}")
+            value = int(tok)
+            out.append(value)
+            numbers.append(value)
+            expect_operand = False
+        elif tok == "(":
+            if not expect_operand:
+                raise FormulaError("unexpected '('")
+            ops.append(tok)
+        elif tok == ")":
+            if expect_operand or "(" not in ops:
+                raise FormulaError("unexpected ')'")
+            while ops[-1] != "(":
+                out.append(ops.pop())
+            ops.pop()
+        else:
+            if expect_operand:
+                raise FormulaError("unary minus is not allowed" if tok == "-" else f"unexpected {tok!r}")
+            while ops and ops[-1] != "(" and _PRECEDENCE[ops[-1]] >= _PRECEDENCE[tok]:
+                out.append(ops.pop())
+            ops.append(tok)
+            expect_operand = True
+    if expect_operand:
+        raise FormulaError("formula ends too early", incomplete=True)
+    if "(" in ops:
+        raise FormulaError("unclosed parenthesis", incomplete=True)
+    out.extend(reversed(ops))
+    return tuple(out), tuple(numbers)
 
 
 def parse_formula(text: str) -> Parsed:
@@ -156,38 +141,74 @@ def parse_formula(text: str) -> Parsed:
     stated = int(right) if eq and right.isdigit() and len(right) <= MAX_NUMBER_DIGITS else None
     if not tokens:
         raise FormulaError("empty formula", incomplete=not eq)
-    parser = _Parser(tokens)
-    tree = parser.expr()
-    if parser.peek() is not None:
-        raise FormulaError(f"unexpected {parser.peek()!r}")
-    return Parsed(tree, tuple(parser.numbers), stated)
+    rpn, numbers = to_postfix(tokens)
+    return Parsed(rpn, numbers, stated)
 
 
-def evaluate(tree: object, judge: Judge = EXACT_JUDGE) -> Fraction | float | None:
-    """Value of a parsed tree; ``None`` on division by zero.
+def exact_pair(rpn: tuple[int | str, ...]) -> tuple[int, int] | None:
+    """Exact value of a postfix formula as an unreduced (numerator, denominator) pair.
 
-    ``exact`` uses Fractions; ``float`` uses IEEE doubles, as the reference's
-    ``eval`` does (so ``8/(3-8/3)`` is 23.999999999999996).
+    Integer pairs avoid building a Fraction (and a gcd) at every step; the
+    denominator may be negative. ``None`` on division by zero.
     """
-    if isinstance(tree, int):
-        return Fraction(tree) if judge == EXACT_JUDGE else float(tree)
-    op, left, right = tree  # type: ignore[misc]
-    a, b = evaluate(left, judge), evaluate(right, judge)
-    if a is None or b is None:
-        return None
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if b == 0:
-        return None
-    return a / b
+    stack: list[tuple[int, int]] = []
+    push, pop = stack.append, stack.pop
+    for item in rpn:
+        if type(item) is int:
+            push((item, 1))
+            continue
+        bn, bd = pop()
+        an, ad = pop()
+        if item == "+":
+            push((an * bd + bn * ad, ad * bd))
+        elif item == "-":
+            push((an * bd - bn * ad, ad * bd))
+        elif item == "*":
+            push((an * bn, ad * bd))
+        elif bn == 0:
+            return None
+        else:
+            push((an * bd, ad * bn))
+    return stack[0]
+
+
+def evaluate(rpn: tuple[int | str, ...], judge: Judge = EXACT_JUDGE) -> Fraction | float | None:
+    """Value of a postfix formula; ``None`` on division by zero.
+
+    ``exact`` is a Fraction (:func:`exact_pair` reduced once); ``float`` uses
+    IEEE doubles, as the reference's ``eval`` does (so ``8/(3-8/3)`` is
+    23.999999999999996).
+    """
+    if judge != EXACT_JUDGE:
+        return _evaluate_float(rpn)
+    pair = exact_pair(rpn)
+    return None if pair is None else Fraction(*pair)
+
+
+def _evaluate_float(rpn: tuple[int | str, ...]) -> float | None:
+    stack: list[float] = []
+    for item in rpn:
+        if type(item) is int:
+            stack.append(float(item))
+            continue
+        b, a = stack.pop(), stack.pop()
+        if item == "+":
+            stack.append(a + b)
+        elif item == "-":
+            stack.append(a - b)
+        elif item == "*":
+            stack.append(a * b)
+        elif b == 0:
+            return None
+        else:
+            stack.append(a / b)
+    return stack[0]
 
 
 def numbers_misuse(used: tuple[int, ...], allowed: tuple[int, ...]) -> list[str]:
     """Reasons why the numbers used are not exactly the card values (empty when fine)."""
+    if sorted(used) == sorted(allowed):
+        return []
     reasons: list[str] = []
     need, have = Counter(allowed), Counter(used)
     extra = sorted((have - need).elements())
