@@ -1,0 +1,1 @@
+"""The rotation (gauge) demonstration of the paper's appendix argument."""
