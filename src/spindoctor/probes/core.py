@@ -1,0 +1,209 @@
+"""ID/OOD probes of a model: accuracy +- SE, well-formed share, value listing, loss proxy.
+
+Metrics (each defined once; spec/generalpoints.md "Evaluation protocol" and
+spec/findings.md playbook step 1):
+
+* ``acc``: share of probe hands whose first answer (greedy by default) is
+  correct under the exact judge; ``acc_se = sqrt(acc (1 - acc) / n)``.
+* ``episode_acc`` (only with ``max_turns > 1``): the reference's
+  sequential-revision success rate (any of ``max_turns`` verified attempts).
+* ``well_formed``: share of answers the format's parser reads whole
+  (compact: values, ``|``, formula; paper: JSON with a ``formula`` string).
+* ``values_acc``: share of answers listing exactly the hand's values under
+  the stated rule, in card order (separates "misread the rule" from "cannot
+  compute with these values").
+* ``loss``: mean per-token negative log-likelihood (nats) of one held-out gold
+  solution per probe hand, teacher-forced: the paper's cheap loss proxy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from spindoctor.game.deal import DEFAULT_SALT, SPLITS, Hand
+from spindoctor.game.episodes import feedback_text, judge_response
+from spindoctor.game.formats import FormatName, parse_response, render_prompt, render_response
+from spindoctor.probes.generate import (
+    completion_token_ids,
+    generate_texts,
+    has_chat_template,
+    render_chat,
+    teacher_forced_nll,
+)
+from spindoctor.probes.sets import (
+    DEFAULT_PROBE_FRACTION,
+    flush_solution_cache,
+    gold_formula,
+    probe_hands,
+)
+
+
+class ProbeConfig(BaseModel):
+    """What to probe and how (the only source of probe defaults; saved with every run)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    splits: list[Literal["id", "ood"]] = Field(default_factory=lambda: ["id", "ood"], description="splits to probe")
+    n: int | None = Field(500, ge=1, description="hands per split (None: every eligible hand)")
+    seed: int = Field(0, description="seeds the probe sets (order, suits) and gold solutions")
+    fmt: FormatName = Field("compact", description="prompt format: compact (organism) or paper (chat models)")
+    target: int = Field(24, description="the number to make")
+    probe_fraction: float = Field(DEFAULT_PROBE_FRACTION, gt=0, lt=1, description="share of keys held out for probes")
+    salt: str = Field(DEFAULT_SALT, description="salt of the train/probe partition hash")
+    ood_partition: Literal["all", "probe"] = Field("all", description="OOD hands: every eligible one, or the probe partition only")
+    batch_size: int = Field(256, ge=1, description="prompts per generate call")
+    loss_batch_size: int = Field(256, ge=1, description="sequences per teacher-forced forward pass")
+    max_new_tokens: int | None = Field(None, ge=1, description="new tokens per answer (None: 48 compact, 256 paper)")
+    mode: Literal["greedy", "sample"] = Field("greedy", description="decoding")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (mode=sample)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling (mode=sample)")
+    sample_seed: int = Field(0, description="torch seed for sampled decoding")
+    max_turns: int = Field(1, ge=1, description="1: single attempt; >1: also the multi-turn episode success rate")
+    loss: bool = Field(True, description="compute the teacher-forced loss of gold solutions")
+    keep_samples: int = Field(3, ge=0, description="example answers kept per split in the result")
+
+    @field_validator("splits")
+    @classmethod
+    def _known_splits(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one split")
+        return list(dict.fromkeys(v))
+
+    def new_tokens(self) -> int:
+        return self.max_new_tokens or (48 if self.fmt == "compact" else 256)
+
+
+@dataclass
+class ProbeResult:
+    """The probe of one split (see the module docstring for each metric)."""
+
+    split: str
+    n: int
+    acc: float
+    acc_se: float
+    well_formed: float
+    values_acc: float
+    loss: float | None
+    loss_tokens: int
+    seconds: float
+    episode_acc: float | None = None
+    episode_acc_se: float | None = None
+    status_counts: dict[str, int] = field(default_factory=dict)
+    samples: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of a proportion: sqrt(p (1 - p) / n) (spec/generalpoints.md); nan for n = 0."""
+    return math.sqrt(p * (1.0 - p) / n) if n > 0 else float("nan")
+
+
+def metrics_row(stage: str, step: int, result: ProbeResult) -> dict:
+    """One metrics.jsonl row (DESIGN.md run directory): stage, step, split, n, acc,
+    acc_se, loss, time (unix seconds when written), plus the probe's other fields."""
+    row = {"stage": stage, "step": int(step), "split": result.split, "n": result.n,
+           "acc": result.acc, "acc_se": result.acc_se, "loss": result.loss, "time": time.time()}
+    extra = result.to_dict()
+    extra.pop("samples", None)
+    for key, value in extra.items():
+        row.setdefault(key, value)
+    return row
+
+
+def _first_messages(cfg: ProbeConfig, hand: Hand) -> list[dict[str, str]]:
+    return [{"role": "user", "content": render_prompt(cfg.fmt, hand.cards, hand.rule, hand.target)}]
+
+
+def _answer(model: Any, tokenizer: Any, cfg: ProbeConfig, chats: list[list[dict]]) -> list[str]:
+    prompts = [render_chat(tokenizer, msgs) for msgs in chats]
+    return generate_texts(
+        model, tokenizer, prompts, max_new_tokens=cfg.new_tokens(), batch_size=cfg.batch_size,
+        do_sample=cfg.mode == "sample", temperature=cfg.temperature, top_p=cfg.top_p,
+        add_special_tokens=not has_chat_template(tokenizer),
+    )
+
+
+def _episodes(model: Any, tokenizer: Any, cfg: ProbeConfig, hands: list[Hand], first: list[str],
+              first_ok: list[bool]) -> list[bool]:
+    """Turn-batched sequential revision: every unfinished episode answers in one batch per turn."""
+    chats = [_first_messages(cfg, h) + [{"role": "assistant", "content": a}] for h, a in zip(hands, first, strict=True)]
+    done = list(first_ok)
+    for _ in range(1, cfg.max_turns):
+        active = [i for i, ok in enumerate(done) if not ok]
+        if not active:
+            break
+        for i in active:
+            _, verdict = judge_response(cfg.fmt, chats[i][-1]["content"], hands[i])
+            chats[i].append({"role": "user", "content": feedback_text(verdict)})
+        answers = _answer(model, tokenizer, cfg, [chats[i] for i in active])
+        for i, answer in zip(active, answers, strict=True):
+            chats[i].append({"role": "assistant", "content": answer})
+            done[i] = judge_response(cfg.fmt, answer, hands[i])[1].correct
+    return done
+
+
+def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str) -> ProbeResult:
+    """Probe one split (model already in eval mode)."""
+    start = time.perf_counter()
+    hands = probe_hands(split, cfg.n, cfg.seed, target=cfg.target, probe_fraction=cfg.probe_fraction,
+                        salt=cfg.salt, ood_partition=cfg.ood_partition)
+    answers = _answer(model, tokenizer, cfg, [_first_messages(cfg, h) for h in hands])
+    correct, formed, values_ok, counts, samples = [], 0, 0, {}, []
+    for hand, answer in zip(hands, answers, strict=True):
+        parsed = parse_response(cfg.fmt, answer)
+        _, verdict = judge_response(cfg.fmt, answer, hand)
+        correct.append(verdict.correct)
+        formed += parsed.well_formed
+        values_ok += parsed.numbers is not None and tuple(parsed.numbers) == hand.values
+        counts[verdict.status] = counts.get(verdict.status, 0) + 1
+        if len(samples) < cfg.keep_samples:
+            samples.append({"cards": hand.labels, "rule": hand.rule, "answer": answer, "status": verdict.status})
+    n = len(hands)
+    acc = sum(correct) / n if n else float("nan")
+    result = ProbeResult(split=split, n=n, acc=acc, acc_se=binomial_se(acc, n),
+                         well_formed=formed / n if n else float("nan"),
+                         values_acc=values_ok / n if n else float("nan"),
+                         loss=None, loss_tokens=0, seconds=0.0, status_counts=counts, samples=samples)
+    if cfg.max_turns > 1:
+        done = _episodes(model, tokenizer, cfg, hands, answers, correct)
+        result.episode_acc = sum(done) / n
+        result.episode_acc_se = binomial_se(result.episode_acc, n)
+    if cfg.loss and n:
+        seqs = [completion_token_ids(tokenizer, _first_messages(cfg, h), render_response(
+            cfg.fmt, h.cards, h.rule, gold_formula(h, cfg.seed), h.target)) for h in hands]
+        total, count = teacher_forced_nll(model, tokenizer, seqs, cfg.loss_batch_size)
+        result.loss, result.loss_tokens = total / max(count, 1), count
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def probe_model(model: Any, tokenizer: Any, cfg: ProbeConfig) -> dict[str, ProbeResult]:
+    """Probe every split of ``cfg``; the model is put in eval mode and its mode restored after.
+
+    Returns
+    -------
+    dict
+        ``{"id": ProbeResult, "ood": ProbeResult}`` (the splits asked for).
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        if cfg.mode == "sample":
+            torch.manual_seed(cfg.sample_seed)
+        results = {split: probe_split(model, tokenizer, cfg, split) for split in cfg.splits}
+    finally:
+        model.train(was_training)
+        flush_solution_cache()
+    return results
+
+
+__all__ = ["SPLITS", "ProbeConfig", "ProbeResult", "binomial_se", "metrics_row", "probe_model", "probe_split"]

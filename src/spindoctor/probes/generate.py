@@ -1,0 +1,146 @@
+"""Batched generation and teacher-forced loss for any HF causal LM + tokenizer.
+
+Generation goes through ``model.generate`` (KV cache on) on left-padded
+batches, so every prompt's last token sits in the final column; HF derives the
+position ids from the attention mask. Prompts are sorted by length before
+batching (less padding) and answers are returned in the input order.
+
+Chats are rendered with the tokenizer's chat template when it has one (the
+``paper`` format, one user turn, no system prompt: spec/generalpoints.md);
+otherwise the turns are plain text (the organism's ``compact`` format).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Message = dict[str, str]
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_chat(tokenizer: Any, messages: list[Message]) -> str:
+    """The text a model continues after ``messages`` (ending with a user turn).
+
+    Chat template with the generation prompt when the tokenizer has one, else
+    the first prompt followed by each answer and each later user turn on its
+    own line.
+    """
+    if has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = messages[0]["content"]
+    for msg in messages[1:]:
+        text += msg["content"] if msg["role"] == "assistant" else "\n" + msg["content"] + "\n"
+    return text
+
+
+def ensure_pad_token(tokenizer: Any) -> None:
+    """Give a tokenizer without a pad token its EOS as pad (the usual HF convention)."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def generate_texts(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    add_special_tokens: bool = True,
+) -> list[str]:
+    """Generate one completion per prompt (decoded new tokens, special tokens dropped)."""
+    import torch
+
+    ensure_pad_token(tokenizer)
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    out: list[str] = [""] * len(prompts)
+    kwargs: dict[str, Any] = {"do_sample": do_sample}
+    if do_sample:
+        kwargs.update(temperature=temperature, top_p=top_p)
+    else:  # greedy: neutralise sampling fields a checkpoint's generation_config may carry
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        enc = tokenizer(
+            [prompts[i] for i in idx], return_tensors="pt", padding=True,
+            padding_side="left", add_special_tokens=add_special_tokens,
+        )
+        with torch.inference_mode():
+            gen = model.generate(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                max_new_tokens=max_new_tokens, use_cache=True,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **kwargs,
+            )
+        texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        for i, text in zip(idx, texts, strict=True):
+            out[i] = text
+    return out
+
+
+def completion_token_ids(tokenizer: Any, prompt_messages: list[Message], completion: str) -> tuple[list[int], int]:
+    """Token ids of prompt + gold completion and where the completion starts.
+
+    Chat template: the full two-turn chat, the completion starting where it
+    departs from the rendered prompt (TRL's rule). Plain text: prompt +
+    completion + EOS (what TRL's SFTTrainer trains on).
+    """
+    if has_chat_template(tokenizer):
+        prompt = tokenizer.apply_chat_template(prompt_messages, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(
+            prompt_messages + [{"role": "assistant", "content": completion}], tokenize=False
+        )
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        f_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    else:
+        p_ids = tokenizer(prompt_messages[0]["content"])["input_ids"]
+        f_ids = tokenizer(prompt_messages[0]["content"] + completion + tokenizer.eos_token)["input_ids"]
+    start = 0
+    while start < min(len(p_ids), len(f_ids)) and p_ids[start] == f_ids[start]:
+        start += 1
+    return list(f_ids), start
+
+
+def teacher_forced_nll(
+    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int
+) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of the completion tokens, and their count.
+
+    Parameters
+    ----------
+    sequences : list of (token ids, completion start)
+        Tokens at positions >= start are scored given everything before them.
+
+    Returns
+    -------
+    (float, int)
+        Total NLL in nats and the number of scored tokens; their ratio is the
+        mean per-token loss (the paper's cheap loss proxy, spec/findings.md).
+    """
+    import torch
+
+    ensure_pad_token(tokenizer)
+    total, count = 0.0, 0
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        target_mask = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for row, (seq, begin) in enumerate(chunk):  # right padding: natural positions
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+            target_mask[row, max(begin, 1) : len(seq)] = True
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        tok_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        scored = target_mask[:, 1:]
+        total += float(-(tok_logp[scored]).sum())
+        count += int(scored.sum())
+    return total, count
