@@ -1,0 +1,1 @@
+"""Loading Hugging Face checkpoints safely (safetensors only) and importing other formats."""
