@@ -30,6 +30,18 @@ def _register() -> None:
     from spindoctor.game.cli import app as game_app
 
     app.add_typer(game_app, name="game")
+    from spindoctor.spectral.cli import drift_cmd
+
+    app.command("drift")(drift_cmd)
+    from spindoctor.models.cli import app as models_app
+
+    app.add_typer(models_app, name="models")
+    from spindoctor.toy.cli import app as toy_app
+
+    app.add_typer(toy_app, name="toy")
+    from spindoctor.training.rl_cli import rl as rl_command
+
+    app.command(name="rl")(rl_command)
 
 
 _register()

@@ -19,7 +19,7 @@ def char_tokenizer():
     for ch in CHARS:
         vocab[ch] = len(vocab)
     core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     core.decoder = decoders.Fuse()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
@@ -35,7 +35,7 @@ def tiny_model(vocab_size: int, seed: int = 0, hidden: int = 32, layers: int = 2
 
     cfg = LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True,
     )
     torch.manual_seed(seed)

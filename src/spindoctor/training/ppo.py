@@ -376,6 +376,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
             f"at least minibatches x grad_accum_steps = {cfg.minibatches * cfg.grad_accum_steps} episodes"
         )
     out = Path(out)
+    common.check_checkpoint(start)
     done_step = 0
     if accelerator.is_main_process:
         done_step = common.prepare_run_dir(out, {**cfg.model_dump(), "start": str(start)}, resume)
@@ -421,10 +422,22 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
                 if cfg.probe_every and accelerator.is_main_process:
                     common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, cfg.probe, "rl", step, out)
                 save_checkpoint(accelerator, model, optimizer, tokenizer, out, step, opt_step)
+    spread = replica_spread(accelerator, model)
     if accelerator.is_main_process:
-        atomic_write_json(out / "done.json", {"step": cfg.steps, "last": last})
+        atomic_write_json(out / "done.json", {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
     accelerator.wait_for_everyone()
-    return {"out": str(out), "step": cfg.steps, "last": last}
+    return {"out": str(out), "step": cfg.steps, "last": last, "replica_max_abs_diff": spread}
+
+
+def replica_spread(accelerator, model) -> float:
+    """Largest difference over processes of each parameter's (sum, sum of squares), float64.
+
+    0.0 when every DDP replica holds the same weights (always 0 single-process).
+    """
+    with torch.no_grad():
+        sig = torch.stack([torch.stack([p.double().sum(), p.double().pow(2).sum()]) for p in model.parameters()])
+    every = accelerator.gather(sig.flatten().unsqueeze(0).to(accelerator.device))
+    return float((every - every[0]).abs().max())
 
 
 def log_step(accelerator, out: Path, step: int, transitions, success, stats: dict, seconds: float) -> dict:

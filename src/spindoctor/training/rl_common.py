@@ -36,11 +36,7 @@ def load_policy(path: str | Path, trust_remote_code: bool = False):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"checkpoint folder not found: {path}")
-    if not any(path.glob("*.safetensors")):
-        raise UserError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
+    path = check_checkpoint(path)
     model = AutoModelForCausalLM.from_pretrained(
         path, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=torch.float32
     )
@@ -49,6 +45,16 @@ def load_policy(path: str | Path, trust_remote_code: bool = False):
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return model, tokenizer
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """Raise :class:`UserError` unless ``path`` is a folder holding safetensors weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"checkpoint folder not found: {path}")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
+    return path
 
 
 def render_state(tokenizer: Any, messages: list[dict[str, str]]) -> str:

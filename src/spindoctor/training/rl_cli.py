@@ -1,0 +1,140 @@
+"""``spindoctor rl``: PPO (own loop) or GRPO (TRL) from one SFT checkpoint or a selection.
+
+Imports nothing heavy at module level: ``spindoctor game ...`` must not import
+torch, and this module is imported when the CLI starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+import yaml
+
+from spindoctor.errors import UserError
+
+
+class Algo(StrEnum):
+    ppo = "ppo"
+    grpo = "grpo"
+
+
+class Preset(StrEnum):
+    reference = "reference"
+    organism = "organism"
+
+
+def read_selection(path: Path) -> list[tuple[str, Path]]:
+    """(label, checkpoint folder) pairs from an SFT ``selection.json``.
+
+    Accepts ``{"checkpoints": [{"label"|"name"|"role", "path"|"checkpoint"|"step"}, ...]}``
+    or ``{label: path-or-step, ...}``; relative paths and bare steps resolve
+    against the folder of the selection file (``RUN/sft/``).
+    """
+    if not path.is_file():
+        raise UserError(f"selection file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    entries = data.get("checkpoints", data.get("selected")) if isinstance(data, dict) else data
+    if isinstance(entries, dict):
+        entries = [{"label": k, "path": v} for k, v in entries.items()]
+    if entries is None and isinstance(data, dict):
+        entries = [{"label": k, "path": v} for k, v in data.items() if isinstance(v, (str, int))]
+    out = []
+    for item in entries or []:
+        if not isinstance(item, dict):
+            continue
+        label = item.get("label") or item.get("name") or item.get("role")
+        where = item.get("path") or item.get("checkpoint")
+        if where is None and item.get("step") is not None:
+            where = f"checkpoint-{int(item['step'])}"
+        if isinstance(where, int):
+            where = f"checkpoint-{where}"
+        if not label or not where:
+            continue
+        folder = Path(where)
+        out.append((str(label), folder if folder.is_absolute() else path.parent / folder))
+    if not out:
+        raise UserError(f"{path} lists no checkpoints (expected a 'checkpoints' list with label and path)")
+    return out
+
+
+def build_config(algo: Algo, preset: Preset, config_file: Path | None, overrides: dict):
+    """Preset, then the YAML file, then the command-line flags; validated by the pydantic model."""
+    from pydantic import ValidationError
+
+    if algo is Algo.ppo:
+        from spindoctor.training.ppo import PRESETS
+        from spindoctor.training.ppo import PPOConfig as Model
+    else:
+        from spindoctor.training.grpo import PRESETS
+        from spindoctor.training.grpo import GRPORunConfig as Model
+    fields = dict(PRESETS[preset.value])
+    if config_file is not None:
+        if not config_file.is_file():
+            raise UserError(f"config file not found: {config_file}")
+        fields.update(yaml.safe_load(config_file.read_text()) or {})
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Model(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise UserError(f"bad {algo.value} setting {where}: {first['msg']}") from None
+
+
+def rl(
+    start: Path = typer.Option(None, "--from", help="SFT checkpoint folder (HF, safetensors)"),
+    selection: Path = typer.Option(None, "--from-selection", help="RUN/sft/selection.json: one run per selected checkpoint"),
+    algo: Algo = typer.Option(Algo.ppo, "--algo", help="ppo (own loop, value head) or grpo (TRL)"),
+    out: Path = typer.Option(None, "--out", help="run folder (with --from-selection: parent of one folder per start; default RUN/rl)"),
+    preset: Preset = typer.Option(Preset.reference, "--preset", help="reference (paper settings) or organism (CPU)"),
+    config_file: Path = typer.Option(None, "--config", help="YAML file of config fields"),
+    steps: int = typer.Option(None, "--steps", help="training steps"),
+    probe_every: int = typer.Option(None, "--probe-every", help="probe + checkpoint every N steps"),
+    probe_n: int = typer.Option(None, "--probe-n", help="hands per probe split"),
+    lr: float = typer.Option(None, "--lr", help="learning rate"),
+    seed: int = typer.Option(None, "--seed", help="random seed"),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="continue a run found in --out"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary only"),
+) -> None:
+    """Run RL from SFT checkpoints; probes ID/OOD into metrics.jsonl, checkpoints at probe steps."""
+    if (start is None) == (selection is None):
+        raise UserError("give exactly one of --from CKPT or --from-selection SELECTION.json")
+    overrides = {"steps": steps, "probe_every": probe_every, "lr": lr, "seed": seed}
+    cfg = build_config(algo, preset, config_file, overrides)
+    if probe_n is not None:
+        cfg = cfg.model_copy(update={"probe": {**cfg.probe, "n": probe_n}})
+    if selection is not None:
+        parent = out or selection.parent.parent / "rl"
+        jobs = [(label, ckpt, parent / label) for label, ckpt in read_selection(selection)]
+    else:
+        if out is None:
+            raise UserError("--out is required with --from")
+        jobs = [(start.name, start, out)]
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    if algo is Algo.ppo:
+        from spindoctor.training.ppo import train
+    else:
+        from spindoctor.training.grpo import train
+    summaries = []
+    for label, ckpt, run_out in jobs:
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            summary = train(cfg, ckpt, run_out, resume=resume, show_progress=not as_json)
+        summaries.append({"start": label, "from": str(ckpt), **summary})
+        if not as_json:
+            last = summary.get("last") or {}
+            reward = last.get("reward_mean")
+            note = "already finished" if summary.get("skipped") else f"last reward {reward:+.3f}" if reward is not None else ""
+            typer.echo(f"rl {algo.value} {label}: {summary['step']} steps -> {run_out} ({note})")
+    if as_json:
+        typer.echo(json.dumps({"algo": algo.value, "runs": summaries}))

@@ -1,0 +1,116 @@
+"""PPO on a tiny random LlamaForCausalLM: parameters move, losses stay finite, a toy reward is
+learned, multi-turn episodes chain their turns, and an interrupted run resumes exactly."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from spindoctor.errors import UserError
+from spindoctor.game.deal import deal_hands
+from spindoctor.io import append_jsonl, read_jsonl
+from spindoctor.training import rl_common
+from spindoctor.training.ppo import PPOConfig, game_reward, rollout, train
+
+TINY = dict(
+    fmt="compact", max_turns=1, temperature=1.0, max_new_tokens=12, episodes_per_step=8, epochs=2,
+    minibatches=2, grad_accum_steps=2, lr=1e-3, max_grad_norm=1.0, probe_every=0,
+)
+
+
+@pytest.fixture
+def fake_probes(monkeypatch):
+    """Record probe calls instead of probing (the probes have their own tests)."""
+    calls = []
+
+    def record(model, tokenizer, probe_cfg, stage, step, out):
+        calls.append(step)
+        append_jsonl(out / "metrics.jsonl", {"stage": stage, "step": step, "split": "id"})
+        return []
+
+    monkeypatch.setattr(rl_common, "run_probes", record)
+    return calls
+
+
+def test_ppo_steps_change_parameters_and_keep_losses_finite(tiny_ckpt, tmp_path):
+    summary = train(PPOConfig(**TINY, steps=2), tiny_ckpt, tmp_path / "run", show_progress=False)
+    rows = read_jsonl(tmp_path / "run" / "train.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        for key in ("pg_loss", "v_loss", "grad_norm", "reward_mean"):
+            assert math.isfinite(row[key]), (key, row)
+        assert row["samples"] == 8
+    ckpt = tmp_path / "run" / "checkpoint-2"
+    start, end = load_file(str(tiny_ckpt / "model.safetensors")), load_file(str(ckpt / "model.safetensors"))
+    assert any(not torch.equal(start[k], end[k]) for k in start)
+    assert {p.name for p in ckpt.iterdir()} >= {"model.safetensors", "value_head.safetensors", "optimizer.safetensors"}
+    assert not list(ckpt.glob("*.bin")) and not list(ckpt.glob("*.pt"))
+    head = load_file(str(ckpt / "value_head.safetensors"))
+    assert [tuple(v.shape) for k, v in sorted(head.items()) if k.endswith("weight")] == [(8, 32), (4, 8), (1, 4)]
+    assert summary["replica_max_abs_diff"] == 0.0
+
+
+def test_toy_reward_rises_within_six_steps(tiny_ckpt, tmp_path):
+    def share_of_ones(hand, text):  # trivially learnable: write the character "1"
+        return text.count("1") / max(1, len(text)), False, ""
+
+    cfg = PPOConfig(**{**TINY, "max_new_tokens": 6, "min_new_tokens": 6, "episodes_per_step": 32,
+                       "grad_accum_steps": 1, "lr": 1e-2, "steps": 6})
+    train(cfg, tiny_ckpt, tmp_path / "toy", reward_fn=share_of_ones, show_progress=False)
+    rewards = [r["reward_mean"] for r in read_jsonl(tmp_path / "toy" / "train.jsonl")]
+    assert len(rewards) == 6
+    assert sum(rewards[-2:]) / 2 > sum(rewards[:2]) / 2 + 0.1, rewards
+
+
+def test_multi_turn_episodes_chain_their_turns(tiny_ckpt):
+    policy, tokenizer = rl_common.load_policy(tiny_ckpt)
+    hands = deal_hands("id", 4, 0, partition="train")
+    torch.manual_seed(0)
+    cfg = PPOConfig(**{**TINY, "max_turns": 3, "max_new_tokens": 8})
+    transitions, success = rollout(policy, tokenizer, hands, cfg, game_reward("compact"))
+    assert not any(success)  # a random model does not make 24
+    by_episode = {}
+    for t in transitions:
+        by_episode.setdefault(t.episode, []).append(t)
+    assert sorted(by_episode) == [0, 1, 2, 3]
+    for turns in by_episode.values():
+        assert [t.turn for t in turns] == [0, 1, 2]
+        for before, after in zip(turns, turns[1:], strict=False):
+            # the next state is the previous state, its answer (as text) and a feedback turn
+            said = tokenizer.decode(before.prompt_ids) + tokenizer.decode(before.response_ids, skip_special_tokens=True)
+            assert tokenizer.decode(after.prompt_ids).startswith(said)
+            assert len(tokenizer.decode(after.prompt_ids)) > len(said)
+        assert all(t.reward < 5 for t in turns)  # no turn was correct
+
+
+def test_resume_after_interruption_repeats_the_run(tiny_ckpt, tmp_path, fake_probes):
+    cfg = PPOConfig(**{**TINY, "probe_every": 1, "steps": 3})
+    out = tmp_path / "run"
+    train(cfg, tiny_ckpt, out, show_progress=False)
+    assert fake_probes == [0, 1, 2, 3]
+    whole = load_file(str(out / "checkpoint-3" / "model.safetensors"))
+    # Interrupt after step 3 logged but before its checkpoint landed.
+    shutil.rmtree(out / "checkpoint-3")
+    (out / "done.json").unlink()
+    train(cfg, tiny_ckpt, out, show_progress=False)
+    resumed = load_file(str(out / "checkpoint-3" / "model.safetensors"))
+    assert all(torch.allclose(whole[k], resumed[k], atol=1e-6) for k in whole)
+    assert [r["step"] for r in read_jsonl(out / "train.jsonl")] == [1, 2, 3]
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2, 3]
+    with pytest.raises(UserError, match="different config"):
+        train(PPOConfig(**{**TINY, "probe_every": 1, "steps": 3, "lr": 0.5}), tiny_ckpt, out, show_progress=False)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [({"episodes_per_step": 2}, "episodes-per-step"), ({"steps": 1}, "checkpoint folder not found")],
+    ids=["too-few-episodes", "missing-checkpoint"],
+)
+def test_bad_input_is_a_user_error(tiny_ckpt, tmp_path, fields, message):
+    start = tiny_ckpt if "episodes_per_step" in fields else tmp_path / "nope"
+    with pytest.raises(UserError, match=message):
+        train(PPOConfig(**{**TINY, **fields}), start, tmp_path / "run", show_progress=False)
