@@ -94,20 +94,20 @@ def trl_config(cfg: GRPORunConfig, out: Path, world: int, show_progress: bool):
     )
 
 
-def probe_callback(cfg: GRPORunConfig, tokenizer, out: Path):
+def probe_callback(cfg: GRPORunConfig, probe_cfg: dict, tokenizer, out: Path):
     """A TrainerCallback: probes at step 0 and every ``probe_every`` steps, logs rows to train.jsonl."""
     from transformers import TrainerCallback
 
     class ProbeCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             if cfg.probe_every and state.global_step == 0 and state.is_world_process_zero:
-                common.run_probes(model, tokenizer, cfg.probe, "rl", 0, out)
+                common.run_probes(model, tokenizer, probe_cfg, "rl", 0, out)
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             at_probe = cfg.probe_every and state.global_step % cfg.probe_every == 0
             if (at_probe or state.global_step == state.max_steps) and state.is_world_process_zero:
                 if cfg.probe_every:
-                    common.run_probes(model, tokenizer, cfg.probe, "rl", state.global_step, out)
+                    common.run_probes(model, tokenizer, probe_cfg, "rl", state.global_step, out)
                 control.should_save = True
             elif state.global_step == state.max_steps:
                 control.should_save = True
@@ -129,6 +129,8 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
 
     state = PartialState()
     out = Path(out)
+    common.check_checkpoint(start)
+    probe_cfg = common.probe_settings(cfg.fmt, cfg.probe)
     world = state.num_processes
     if (cfg.prompts_per_step * cfg.num_generations) % world:
         raise UserError(
@@ -146,7 +148,7 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
     trainer = GRPOTrainer(
         model=policy, reward_funcs=trl_reward, args=trl_config(cfg, out, world, show_progress),
         train_dataset=build_dataset(cfg, tokenizer, cfg.steps * cfg.prompts_per_step),
-        processing_class=tokenizer, callbacks=[probe_callback(cfg, tokenizer, out)],
+        processing_class=tokenizer, callbacks=[probe_callback(cfg, probe_cfg, tokenizer, out)],
     )
     resume_from = str(out / f"checkpoint-{done_step}") if done_step else None
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -377,6 +377,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
         )
     out = Path(out)
     common.check_checkpoint(start)
+    probe_cfg = common.probe_settings(cfg.fmt, cfg.probe)
     done_step = 0
     if accelerator.is_main_process:
         done_step = common.prepare_run_dir(out, {**cfg.model_dump(), "start": str(start)}, resume)
@@ -398,7 +399,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
     pad_id = tokenizer.pad_token_id
     n_local = cfg.episodes_per_step // world
     if done_step == 0 and cfg.probe_every and accelerator.is_main_process:
-        common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, cfg.probe, "rl", 0, out)
+        common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, probe_cfg, "rl", 0, out)
     accelerator.wait_for_everyone()
     last = {}
     with Progress(disable=not (show_progress and accelerator.is_main_process)) as progress:
@@ -420,7 +421,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
             progress.update(task, advance=1, description=f"ppo reward {last['reward_first_turn']:+.2f}")
             if step == cfg.steps or (cfg.probe_every and step % cfg.probe_every == 0):
                 if cfg.probe_every and accelerator.is_main_process:
-                    common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, cfg.probe, "rl", step, out)
+                    common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, probe_cfg, "rl", step, out)
                 save_checkpoint(accelerator, model, optimizer, tokenizer, out, step, opt_step)
     spread = replica_spread(accelerator, model)
     if accelerator.is_main_process:

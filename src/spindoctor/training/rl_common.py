@@ -32,17 +32,10 @@ _PAPER_FORMULA_KEY = re.compile(r"""["']formula["']""")
 
 
 def load_policy(path: str | Path, trust_remote_code: bool = False):
-    """Load an HF causal LM and its tokenizer from a local folder, safetensors only."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """An HF causal LM and its tokenizer from a local folder (safetensors only), left padding."""
+    from spindoctor.probes.load import load_causal_lm
 
-    path = check_checkpoint(path)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=torch.float32
-    )
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    model, tokenizer = load_causal_lm(check_checkpoint(path), trust_remote_code)
     tokenizer.padding_side = "left"
     return model, tokenizer
 
@@ -58,14 +51,11 @@ def check_checkpoint(path: str | Path) -> Path:
 
 
 def render_state(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The text a policy continues: the chat template when the tokenizer has one,
-    else the turns joined by newlines (the organism's plain compact format)."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    text = messages[0]["content"]
-    for msg in messages[1:]:
-        text += msg["content"] if msg["role"] == "assistant" else "\n" + msg["content"] + "\n"
-    return text
+    """The text a policy continues after ``messages``; the probes' rendering, so that RL
+    trains on exactly the text the probes measure (chat template, or plain turns)."""
+    from spindoctor.probes.generate import render_chat
+
+    return render_chat(tokenizer, messages)
 
 
 def formula_start(fmt: FormatName, response: str) -> int | None:
@@ -132,8 +122,26 @@ def finish_checkpoint(tmp: Path, final: Path) -> None:
 
 
 # ---------------------------------------------------------------- probes
+def probe_settings(fmt: str, probe: dict) -> dict:
+    """The run's ``ProbeConfig`` fields (its format unless overridden), checked at startup."""
+    from pydantic import ValidationError
+
+    from spindoctor.probes import ProbeConfig
+
+    fields = {"fmt": fmt, **probe}
+    try:
+        ProbeConfig(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(f"bad probe setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return fields
+
+
 def run_probes(model: Any, tokenizer: Any, probe_cfg: dict, stage: str, step: int, out: Path) -> list[dict]:
-    """Probe ID and OOD with ``spindoctor.probes`` and append the rows to metrics.jsonl."""
+    """Probe ID and OOD with ``spindoctor.probes`` and append the rows to metrics.jsonl.
+
+    ``probe_cfg`` holds ``ProbeConfig`` fields (the run's format among them).
+    """
     from spindoctor.probes import ProbeConfig, metrics_row, probe_model
 
     was_training = model.training

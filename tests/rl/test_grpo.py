@@ -1,0 +1,27 @@
+"""GRPO through TRL on a tiny random model: a few steps run on a CPU, in the shared run layout."""
+
+from __future__ import annotations
+
+import math
+
+from safetensors.torch import load_file
+
+from spindoctor.io import read_jsonl
+from spindoctor.training.grpo import GRPORunConfig, train
+
+
+def test_grpo_runs_a_few_steps(tiny_ckpt, tmp_path):
+    cfg = GRPORunConfig(fmt="compact", steps=2, prompts_per_step=4, num_generations=2, temperature=1.0,
+                        max_new_tokens=8, lr=1e-3, max_grad_norm=1.0, probe_every=0)
+    out = tmp_path / "grpo"
+    summary = train(cfg, tiny_ckpt, out, show_progress=False)
+    rows = read_jsonl(out / "train.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["reward_mean"]) and -5.0 <= r["reward_mean"] <= 5.0 for r in rows)
+    assert summary["step"] == 2 and (out / "done.json").exists() and (out / "config.yaml").exists()
+    start = load_file(str(tiny_ckpt / "model.safetensors"))
+    end = load_file(str(out / "checkpoint-2" / "model.safetensors"))
+    assert set(start) == set(end)
+    assert any(not (start[k] == end[k]).all() for k in start)
+    # a finished run is not repeated
+    assert train(cfg, tiny_ckpt, out, show_progress=False).get("skipped") is True
