@@ -50,6 +50,18 @@ def save_tiny(path: Path, seed: int = 0, hidden: int = 32) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread for RL tests: on a busy 2-core machine, two threads that
+    oversubscribe the cores make tiny-model steps tens of times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory) -> Path:
     """A saved tiny random model + tokenizer folder (safetensors)."""

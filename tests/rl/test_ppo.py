@@ -14,7 +14,14 @@ from spindoctor.errors import UserError
 from spindoctor.game.deal import deal_hands
 from spindoctor.io import append_jsonl, read_jsonl
 from spindoctor.training import rl_common
-from spindoctor.training.ppo import PPOConfig, game_reward, rollout, train
+from spindoctor.training.ppo import (
+    PolicyAndValue,
+    PPOConfig,
+    game_reward,
+    rollout,
+    token_logp_and_values,
+    train,
+)
 
 TINY = dict(
     fmt="compact", max_turns=1, temperature=1.0, max_new_tokens=12, episodes_per_step=8, epochs=2,
@@ -54,15 +61,16 @@ def test_ppo_steps_change_parameters_and_keep_losses_finite(tiny_ckpt, tmp_path)
     assert summary["replica_max_abs_diff"] == 0.0
 
 
-def test_toy_reward_rises_within_six_steps(tiny_ckpt, tmp_path):
+def test_toy_reward_rises_within_ten_steps(tiny_ckpt, tmp_path):
     def share_of_ones(hand, text):  # trivially learnable: write the character "1"
         return text.count("1") / max(1, len(text)), False, ""
 
+    # one update per rollout: the loss uses its own detached log-probs (no scoring pass)
     cfg = PPOConfig(**{**TINY, "max_new_tokens": 6, "min_new_tokens": 6, "episodes_per_step": 32,
-                       "grad_accum_steps": 1, "lr": 1e-2, "steps": 6})
+                       "epochs": 1, "minibatches": 1, "grad_accum_steps": 2, "lr": 2e-2, "steps": 10})
     train(cfg, tiny_ckpt, tmp_path / "toy", reward_fn=share_of_ones, show_progress=False)
     rewards = [r["reward_mean"] for r in read_jsonl(tmp_path / "toy" / "train.jsonl")]
-    assert len(rewards) == 6
+    assert len(rewards) == 10
     assert sum(rewards[-2:]) / 2 > sum(rewards[:2]) / 2 + 0.1, rewards
 
 
@@ -85,6 +93,20 @@ def test_multi_turn_episodes_chain_their_turns(tiny_ckpt):
             assert tokenizer.decode(after.prompt_ids).startswith(said)
             assert len(tokenizer.decode(after.prompt_ids)) > len(said)
         assert all(t.reward < 5 for t in turns)  # no turn was correct
+
+
+def test_values_read_during_generation_match_the_training_forward(tiny_ckpt):
+    policy, tokenizer = rl_common.load_policy(tiny_ckpt)
+    model = PolicyAndValue(policy).eval()
+    hands = deal_hands("id", 6, 1, partition="train")  # "10" and "J" make prompts of unequal length
+    torch.manual_seed(0)
+    cfg = PPOConfig(**TINY)
+    transitions, _ = rollout(policy, tokenizer, hands, cfg, game_reward("compact"), model.value_head)
+    assert len({len(t.prompt_ids) for t in transitions}) > 1
+    batch = rl_common.collate(transitions, tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        _, values = token_logp_and_values(model, batch, cfg.temperature)
+    assert values.tolist() == pytest.approx([t.value_old for t in transitions], abs=1e-5)
 
 
 def test_resume_after_interruption_repeats_the_run(tiny_ckpt, tmp_path, fake_probes):

@@ -122,8 +122,11 @@ def probe_callback(cfg: GRPORunConfig, probe_cfg: dict, tokenizer, out: Path):
 
 
 def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool = True,
-          show_progress: bool = True) -> dict:
-    """Run TRL GRPO from checkpoint ``start`` into run directory ``out``; return a summary."""
+          show_progress: bool = True, callbacks: list | None = None) -> dict:
+    """Run TRL GRPO from checkpoint ``start`` into run directory ``out``; return a summary.
+
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (e.g. a timer).
+    """
     from accelerate import PartialState
     from trl import GRPOTrainer
 
@@ -148,7 +151,7 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
     trainer = GRPOTrainer(
         model=policy, reward_funcs=trl_reward, args=trl_config(cfg, out, world, show_progress),
         train_dataset=build_dataset(cfg, tokenizer, cfg.steps * cfg.prompts_per_step),
-        processing_class=tokenizer, callbacks=[probe_callback(cfg, probe_cfg, tokenizer, out)],
+        processing_class=tokenizer, callbacks=[probe_callback(cfg, probe_cfg, tokenizer, out), *(callbacks or [])],
     )
     resume_from = str(out / f"checkpoint-{done_step}") if done_step else None
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -90,6 +90,11 @@ class PPOConfig(BaseModel):
             raise ValueError("min_new_tokens must be <= max_new_tokens")
         return self
 
+    @property
+    def single_update(self) -> bool:
+        """One optimiser step per rollout: the policy that sampled is the one being updated."""
+        return self.epochs == 1 and self.minibatches == 1
+
 
 # Organism preset: a tiny character-level model on a CPU learns in minutes with a
 # larger step size, full-temperature exploration and single-turn episodes.
@@ -160,14 +165,32 @@ def game_reward(fmt: str) -> RewardFn:
 
 # ---------------------------------------------------------------- rollout
 @torch.no_grad()
-def generate(policy, tokenizer, texts: list[str], cfg: PPOConfig) -> tuple[list[list[int]], list[list[int]]]:
-    """Sample one response per prompt; return prompt ids and response ids (up to the first EOS)."""
+def generate(policy, tokenizer, texts: list[str], cfg: PPOConfig, value_head: nn.Module | None = None):
+    """Sample one response per prompt.
+
+    Returns prompt ids, response ids (up to the first EOS) and, with a
+    ``value_head``, the value of each prompt: the head reads the final hidden
+    state of the last prompt token as the LM head receives it in the prefill
+    (left padding puts every prompt's last token in the last column), so the
+    critic costs no extra forward pass.
+    """
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
-    out = policy.generate(
-        **enc.to(policy.device), do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-        max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens or None,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
+    seen: list[torch.Tensor] = []
+    hook = None
+    if value_head is not None:
+        hook = policy.get_output_embeddings().register_forward_pre_hook(
+            lambda _mod, args: None if seen else seen.append(args[0][:, -1].detach())
+        )
+    try:
+        out = policy.generate(
+            **enc.to(policy.device), do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+            max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens or None,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+    finally:
+        if hook is not None:
+            hook.remove()
+    values = value_head(seen[0].float()).squeeze(-1).tolist() if seen else [0.0] * len(texts)
     prompts, responses = [], []
     for row, mask, gen in zip(enc["input_ids"], enc["attention_mask"], out[:, enc["input_ids"].shape[1] :], strict=True):
         prompts.append(row[mask.bool()].tolist())
@@ -175,7 +198,7 @@ def generate(policy, tokenizer, texts: list[str], cfg: PPOConfig) -> tuple[list[
         if tokenizer.eos_token_id in ids:
             ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
         responses.append(ids)
-    return prompts, responses
+    return prompts, responses, values
 
 
 def token_weights(tokenizer, response_ids: list[int], text: str, cfg: PPOConfig) -> list[float]:
@@ -187,7 +210,7 @@ def token_weights(tokenizer, response_ids: list[int], text: str, cfg: PPOConfig)
     return prefix_token_weights(ends, common.formula_start(cfg.fmt, text), cfg.prefix_weight)
 
 
-def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: RewardFn):
+def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: RewardFn, value_head=None):
     """Play one revision episode per hand, all hands batched turn by turn.
 
     Follows ``spindoctor.game.episodes.run_episode``: after a failed attempt the
@@ -200,13 +223,13 @@ def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: Rew
     active = list(range(len(hands)))
     for turn in range(cfg.max_turns):
         texts = [common.render_state(tokenizer, convs[i]) for i in active]
-        prompts, responses = generate(policy, tokenizer, texts, cfg)
+        prompts, responses, values = generate(policy, tokenizer, texts, cfg, value_head)
         still = []
-        for i, p_ids, r_ids in zip(active, prompts, responses, strict=True):
+        for i, p_ids, r_ids, value in zip(active, prompts, responses, values, strict=True):
             text = tokenizer.decode(r_ids, skip_special_tokens=True)
             reward, correct, feedback = reward_fn(hands[i], text)
             weights = token_weights(tokenizer, r_ids, text, cfg)
-            transitions.append(Transition(p_ids, r_ids, weights, i, turn, float(reward)))
+            transitions.append(Transition(p_ids, r_ids, weights, i, turn, float(reward), value_old=value))
             convs[i].append({"role": "assistant", "content": text})
             success[i] = success[i] or correct
             if not correct and turn < cfg.max_turns - 1:
@@ -216,28 +239,6 @@ def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: Rew
         if not active:
             break
     return transitions, success
-
-
-def collate(batch: list[Transition], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """Left-pad prompts and right-pad responses so every prompt ends at the same column."""
-    p_len = max(len(t.prompt_ids) for t in batch)
-    r_len = max(len(t.response_ids) for t in batch)
-    ids, attn, resp, weights, mask, ref = [], [], [], [], [], []
-    for t in batch:
-        p_pad, r_pad = p_len - len(t.prompt_ids), r_len - len(t.response_ids)
-        ids.append([pad_id] * p_pad + t.prompt_ids + t.response_ids + [pad_id] * r_pad)
-        attn.append([0] * p_pad + [1] * (len(t.prompt_ids) + len(t.response_ids)) + [0] * r_pad)
-        resp.append(t.response_ids + [pad_id] * r_pad)
-        weights.append(t.weights + [0.0] * r_pad)
-        mask.append([1.0] * len(t.response_ids) + [0.0] * r_pad)
-        ref.append((t.ref_logp or [0.0] * len(t.response_ids)) + [0.0] * r_pad)
-    out = {"input_ids": ids, "attention_mask": attn, "response_ids": resp}
-    tensors = {k: torch.tensor(v, device=device) for k, v in out.items()}
-    for name, rows in (("weights", weights), ("mask", mask), ("ref_logp", ref)):
-        tensors[name] = torch.tensor(rows, dtype=torch.float32, device=device)
-    for name in ("logp_old", "value_old", "advantage", "ret"):
-        tensors[name] = torch.tensor([getattr(t, name) for t in batch], dtype=torch.float32, device=device)
-    return tensors
 
 
 def token_logp_and_values(model, batch: dict, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,18 +251,24 @@ def token_logp_and_values(model, batch: dict, temperature: float) -> tuple[torch
 
 @torch.no_grad()
 def score_buffer(model, ref_policy, transitions: list[Transition], pad_id: int, cfg: PPOConfig, device) -> None:
-    """Fill the rollout policy's action log-probs and values (and the reference's token log-probs)."""
+    """Fill the rollout policy's action log-probs (and the frozen reference's token log-probs).
+
+    With one update per rollout (``epochs = minibatches = 1``) the policy is
+    still the rollout policy when the loss is taken, so the loss uses its own
+    detached log-probs and this pass is skipped (as TRL GRPO does with
+    ``num_iterations=1``).
+    """
+    if cfg.single_update and ref_policy is None:
+        return
     chunk = max(1, -(-len(transitions) // (cfg.minibatches * cfg.grad_accum_steps)))
     for start in range(0, len(transitions), chunk):
         part = transitions[start : start + chunk]
-        batch = collate(part, pad_id, device)
-        token_logp, values = token_logp_and_values(model, batch, cfg.temperature)
+        batch = common.collate(part, pad_id, device)
+        token_logp, _ = token_logp_and_values(model, batch, cfg.temperature)
         logp = action_logprob(token_logp, batch["weights"])
-        ref = None
-        if ref_policy is not None:
-            ref, _ = token_logp_and_values(ref_policy, batch, cfg.temperature)
+        ref = token_logp_and_values(ref_policy, batch, cfg.temperature)[0] if ref_policy is not None else None
         for k, t in enumerate(part):
-            t.logp_old, t.value_old = float(logp[k]), float(values[k])
+            t.logp_old = float(logp[k])
             if ref is not None:
                 t.ref_logp = ref[k, : len(t.response_ids)].tolist()
 
@@ -290,7 +297,8 @@ def ppo_loss(model, batch: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str
     """Clipped policy loss + vf_coef * clipped value loss (+ kl_coef * KL to the reference)."""
     token_logp, values = token_logp_and_values(model, batch, cfg.temperature)
     logp = action_logprob(token_logp, batch["weights"])
-    pg_loss, stats = clipped_policy_loss(logp, batch["logp_old"], batch["advantage"], cfg.clip)
+    logp_old = logp.detach() if cfg.single_update else batch["logp_old"]
+    pg_loss, stats = clipped_policy_loss(logp, logp_old, batch["advantage"], cfg.clip)
     v_loss = clipped_value_loss(values, batch["value_old"], batch["ret"], cfg.value_clip)
     loss = pg_loss + cfg.vf_coef * v_loss
     kl = torch.zeros(())
@@ -318,7 +326,7 @@ def ppo_update(model, optimizer, accelerator, transitions, cfg: PPOConfig, step:
                 idx = chunks[mb * cfg.grad_accum_steps + k].tolist()
                 sync = k == cfg.grad_accum_steps - 1
                 with nullcontext() if sync else accelerator.no_sync(model):
-                    loss, stats = ppo_loss(model, collate([transitions[i] for i in idx], pad_id, accelerator.device), cfg)
+                    loss, stats = ppo_loss(model, common.collate([transitions[i] for i in idx], pad_id, accelerator.device), cfg)
                     accelerator.backward(loss / cfg.grad_accum_steps)
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)
@@ -412,7 +420,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
             hands = deal_hands("id", n_local, seed, partition="train", probe_fraction=cfg.probe_fraction)
             torch.manual_seed(seed)
             unwrapped.eval()
-            transitions, success = rollout(unwrapped.policy, tokenizer, hands, cfg, reward_fn)
+            transitions, success = rollout(unwrapped.policy, tokenizer, hands, cfg, reward_fn, unwrapped.value_head)
             score_buffer(unwrapped, ref, transitions, pad_id, cfg, accelerator.device)
             assign_advantages(transitions, cfg, accelerator)
             model.train()
@@ -423,22 +431,11 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
                 if cfg.probe_every and accelerator.is_main_process:
                     common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, probe_cfg, "rl", step, out)
                 save_checkpoint(accelerator, model, optimizer, tokenizer, out, step, opt_step)
-    spread = replica_spread(accelerator, model)
+    spread = common.replica_spread(accelerator, model)
     if accelerator.is_main_process:
         atomic_write_json(out / "done.json", {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
     accelerator.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last, "replica_max_abs_diff": spread}
-
-
-def replica_spread(accelerator, model) -> float:
-    """Largest difference over processes of each parameter's (sum, sum of squares), float64.
-
-    0.0 when every DDP replica holds the same weights (always 0 single-process).
-    """
-    with torch.no_grad():
-        sig = torch.stack([torch.stack([p.double().sum(), p.double().pow(2).sum()]) for p in model.parameters()])
-    every = accelerator.gather(sig.flatten().unsqueeze(0).to(accelerator.device))
-    return float((every - every[0]).abs().max())
 
 
 def log_step(accelerator, out: Path, step: int, transitions, success, stats: dict, seconds: float) -> dict:

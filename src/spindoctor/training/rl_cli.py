@@ -101,6 +101,7 @@ def rl(
     probe_n: int = typer.Option(None, "--probe-n", help="hands per probe split"),
     lr: float = typer.Option(None, "--lr", help="learning rate"),
     seed: int = typer.Option(None, "--seed", help="random seed"),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a busy machine)"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="continue a run found in --out"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary only"),
 ) -> None:
@@ -118,7 +119,13 @@ def rl(
         if out is None:
             raise UserError("--out is required with --from")
         jobs = [(start.name, start, out)]
+    import torch
     from transformers.utils import logging as hf_logging
+
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

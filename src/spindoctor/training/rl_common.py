@@ -72,6 +72,45 @@ def formula_start(fmt: FormatName, response: str) -> int | None:
     return match.start() if match else None
 
 
+# ---------------------------------------------------------------- batches
+def collate(batch: list, pad_id: int, device) -> dict:
+    """Tensors of a batch of PPO transitions: prompts left-padded and responses right-padded,
+    so every prompt ends in the same column (where the value head reads)."""
+    import torch
+
+    p_len = max(len(t.prompt_ids) for t in batch)
+    r_len = max(len(t.response_ids) for t in batch)
+    ids, attn, resp, weights, mask, ref = [], [], [], [], [], []
+    for t in batch:
+        p_pad, r_pad = p_len - len(t.prompt_ids), r_len - len(t.response_ids)
+        ids.append([pad_id] * p_pad + t.prompt_ids + t.response_ids + [pad_id] * r_pad)
+        attn.append([0] * p_pad + [1] * (len(t.prompt_ids) + len(t.response_ids)) + [0] * r_pad)
+        resp.append(t.response_ids + [pad_id] * r_pad)
+        weights.append(t.weights + [0.0] * r_pad)
+        mask.append([1.0] * len(t.response_ids) + [0.0] * r_pad)
+        ref.append((t.ref_logp or [0.0] * len(t.response_ids)) + [0.0] * r_pad)
+    out = {"input_ids": ids, "attention_mask": attn, "response_ids": resp}
+    tensors = {k: torch.tensor(v, device=device) for k, v in out.items()}
+    for name, rows in (("weights", weights), ("mask", mask), ("ref_logp", ref)):
+        tensors[name] = torch.tensor(rows, dtype=torch.float32, device=device)
+    for name in ("logp_old", "value_old", "advantage", "ret"):
+        tensors[name] = torch.tensor([getattr(t, name) for t in batch], dtype=torch.float32, device=device)
+    return tensors
+
+
+def replica_spread(accelerator, model) -> float:
+    """Largest difference over processes of each parameter's (sum, sum of squares), float64.
+
+    0.0 when every DDP replica holds the same weights (always 0 single-process).
+    """
+    import torch
+
+    with torch.no_grad():
+        sig = torch.stack([torch.stack([p.double().sum(), p.double().pow(2).sum()]) for p in model.parameters()])
+    every = accelerator.gather(sig.flatten().unsqueeze(0).to(accelerator.device))
+    return float((every - every[0]).abs().max())
+
+
 # ---------------------------------------------------------------- run directory
 def prepare_run_dir(out: Path, config: dict, resume: bool) -> int:
     """Create ``out`` or resume it; return the step of the last complete checkpoint (0 if none).
