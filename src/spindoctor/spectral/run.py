@@ -1,0 +1,246 @@
+"""``spindoctor.spectral.drift(ref, tuned, ...)``: compare two checkpoints matrix by matrix.
+
+Reads one pair of matrices at a time (peak memory stays near the largest few
+matrices and their factors, not the model), factorises each side (cached, see
+:mod:`spindoctor.spectral.svd`) and computes the metrics of
+:mod:`spindoctor.spectral.drift`. The result keeps one scalar row per matrix and
+the per-index spectra needed by the figures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from spindoctor.errors import UserError
+
+SCHEMA = "spindoctor.drift/1"
+
+
+def default_cache_dir() -> Path:
+    """``$SPINDOCTOR_CACHE/svd`` or ``~/.cache/spindoctor/svd``."""
+    root = os.environ.get("SPINDOCTOR_CACHE") or Path.home() / ".cache" / "spindoctor"
+    return Path(root) / "svd"
+
+
+class DriftConfig(BaseModel):
+    """Every option of a drift run (the only source of defaults; saved in metrics.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matrices: str = Field("paper", description="Preset: paper, attn, mlp, linear or all.")
+    regex: str | None = Field(None, description="Keep only tensor names matching this regex (re.search).")
+    k: list[float | int] = Field(
+        default_factory=lambda: [0.25, 0.5, 1.0],
+        description="Top-k subspace sizes: floats in (0, 1] are fractions of each matrix's rank, ints are counts.",
+    )
+    device: str = Field("auto", description="auto (CUDA when present), cpu or cuda.")
+    dtype: Literal["float32", "float64"] = Field("float32", description="Dtype of factors and metrics.")
+    method: Literal["auto", "gram", "svd", "randomized"] = Field(
+        "auto", description="Factorisation: auto = gram for float32, svd for float64; randomized needs rank."
+    )
+    rank: int | None = Field(None, description="Top-k rank for method=randomized.")
+    cache_dir: Path | None = Field(default_factory=default_cache_dir, description="Factorisation cache; None disables it.")
+    figures: bool = Field(True, description="Write the PNG figures.")
+    figure_matrices: list[str] = Field(
+        default_factory=list, description="Regexes of matrices for the per-matrix figures (default: middle layer)."
+    )
+
+    @field_validator("k")
+    @classmethod
+    def _check_k(cls, v: list[float | int]) -> list[float | int]:
+        if not v:
+            raise ValueError("k needs at least one value")
+        for x in v:
+            if (isinstance(x, float) and not 0 < x <= 1) or (isinstance(x, int) and x < 1):
+                raise ValueError(f"k values are fractions in (0, 1] or counts >= 1, got {x}")
+        return v
+
+
+def parse_k(text: str) -> list[float | int]:
+    """``"0.25,0.5,1.0,64"`` -> ``[0.25, 0.5, 1.0, 64]`` (a dot means fraction)."""
+    out: list[float | int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            out.append(float(part) if ("." in part or "e" in part.lower()) else int(part))
+        except ValueError:
+            raise UserError(f"--k must be comma-separated fractions or counts, got {part!r}") from None
+    return out
+
+
+def k_label(spec: float | int) -> str:
+    """Column label of a k spec: ``k0.25`` (fraction) or ``k64`` (count)."""
+    return f"k{spec:g}" if isinstance(spec, float) else f"k{spec}"
+
+
+@dataclass
+class DriftResult:
+    """What :func:`drift` returns.
+
+    Attributes
+    ----------
+    rows : one dict of scalar metrics per matrix (the per_matrix.csv rows)
+    spectra : per matrix name, 1-D tensors: ``s_ref``, ``s_tuned``, ``angle_u``,
+        ``angle_v`` (per-index), ``best_u``, ``best_v`` and ``pa_u_<k>``, ``pa_v_<k>``
+        (principal angles, radians)
+    summary : means of the main metrics per layer and per matrix kind
+    meta : provenance (paths, fingerprints, model type, config, timings, cache hits)
+    """
+
+    rows: list[dict]
+    spectra: dict[str, dict] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The metrics.json document (versioned by ``schema``)."""
+        return {"schema": SCHEMA, **self.meta, "summary": self.summary, "matrices": self.rows}
+
+    def save(self, out: str | Path, figures: bool = True, figure_matrices: list[str] | None = None) -> list[Path]:
+        """Write metrics.json, per_matrix.csv, spectra.safetensors and figures; return the paths."""
+        from spindoctor.spectral.outputs import write_outputs
+
+        return write_outputs(self, Path(out), figures=figures, figure_matrices=figure_matrices or [])
+
+
+def matrix_metrics(info, W_ref, W_tuned, f_ref, f_tuned, ks: list[float | int], dtype: str) -> tuple[dict, dict]:
+    """All metrics of one matrix pair: (scalar row, spectra dict of 1-D CPU tensors)."""
+    # the module, not the package attribute ``spindoctor.spectral.drift`` (which is the API function)
+    D = importlib.import_module("spindoctor.spectral.drift")
+
+    rtol = D.TIE_RTOL[dtype]
+    m, n = W_ref.shape
+    r = f_ref.rank
+    M_u = f_ref.U.T @ f_tuned.U
+    M_v = f_ref.Vh @ f_tuned.Vh.T
+    full_u, full_v = r == m and f_tuned.rank == r, r == n and f_tuned.rank == r
+    g_ref, g_t = D.tie_groups(f_ref.S, rtol), D.tie_groups(f_tuned.S, rtol)
+    ang_u, ang_v = D.per_index_angles(M_u, g_ref, full_u), D.per_index_angles(M_v, g_ref, full_v)
+    best_u, _ = D.best_match(M_u)
+    best_v, _ = D.best_match(M_v)
+    W_ref_d, W_t_d = W_ref.to(f_ref.U.device), W_tuned.to(f_ref.U.device)
+    dW = W_t_d - W_ref_d
+    diag_share, rot_share = D.energy_split(f_ref.U, f_ref.Vh, dW)
+    row = {
+        "name": info.name, "layer": info.layer, "kind": info.kind, "component": info.component,
+        "rows": m, "cols": n, "rank": r, "method": f_ref.method,
+        "rel_update": D.relative_update(W_ref_d, W_t_d),
+        "diag_share": diag_share, "rot_share": rot_share,
+        **D.singular_value_drift(f_ref.S, f_tuned.S, rtol),
+        "angle_u_mean": float(ang_u.mean()), "angle_u_max": float(ang_u.max()),
+        "angle_v_mean": float(ang_v.mean()), "angle_v_max": float(ang_v.max()),
+        "best_u_mean": float(best_u.mean()), "best_v_mean": float(best_v.mean()),
+        "svd_error": max((e for e in (f_ref.error, f_tuned.error) if e is not None), default=None),
+    }
+    spectra = {"s_ref": f_ref.S, "s_tuned": f_tuned.S, "angle_u": ang_u, "angle_v": ang_v,
+               "best_u": best_u, "best_v": best_v}
+    for spec in ks:
+        lab = k_label(spec)
+        k = D.snap_k(D.resolve_k(spec, r), g_ref, g_t)
+        pa_u, pa_v = D.principal_angles(M_u, k, full_u), D.principal_angles(M_v, k, full_v)
+        row[f"{lab}_k"] = k
+        row[f"{lab}_u_mean"], row[f"{lab}_u_max"] = float(pa_u.mean()), float(pa_u.max())
+        row[f"{lab}_v_mean"], row[f"{lab}_v_max"] = float(pa_v.mean()), float(pa_v.max())
+        row[f"{lab}_u_proj"], row[f"{lab}_v_proj"] = D.projection_distance(pa_u), D.projection_distance(pa_v)
+        spectra[f"pa_u_{lab}"], spectra[f"pa_v_{lab}"] = pa_u, pa_v
+    spectra = {k: v.detach().to("cpu", copy=True).float() for k, v in spectra.items()}
+    return row, spectra
+
+
+def summarize(rows: list[dict], ks: list[float | int]) -> dict:
+    """Means of the headline metrics per layer and per kind (NaNs skipped)."""
+    keys = ["rel_update", "ds_rel_mean_abs", "angle_u_mean", "angle_v_mean", "rot_share"]
+    keys += [f"{k_label(s)}_{side}_mean" for s in ks for side in ("u", "v")]
+
+    def mean(vals):
+        vals = [v for v in vals if v is not None and not math.isnan(v)]
+        return sum(vals) / len(vals) if vals else None
+
+    out: dict = {"overall": {k: mean(r[k] for r in rows) for k in keys}, "by_layer": {}, "by_kind": {}}
+    for group, attr in (("by_layer", "layer"), ("by_kind", "kind")):
+        labels = sorted({str(r[attr]) for r in rows})
+        for lab in labels:
+            sel = [r for r in rows if str(r[attr]) == lab]
+            out[group][lab] = {"n": len(sel), **{k: mean(r[k] for r in sel) for k in keys}}
+    return out
+
+
+def drift(
+    ref: str | Path,
+    tuned: str | Path,
+    config: DriftConfig | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    **overrides,
+) -> DriftResult:
+    """Spectral drift of every selected matrix between two checkpoints.
+
+    Parameters
+    ----------
+    ref, tuned : checkpoint folders (or .safetensors files) with the same architecture
+    config : :class:`DriftConfig`; keyword ``overrides`` update it (``matrices="attn"`` ...)
+    progress : called as ``progress(done, total, name)`` after each matrix
+
+    Raises
+    ------
+    UserError
+        Not a checkpoint, different architectures, missing tensor, shape mismatch, NaN/Inf.
+    """
+    import time
+
+    import torch
+
+    from spindoctor.spectral.svd import FactorCache, load_factorization, resolve_device
+    from spindoctor.spectral.tensors import Checkpoint, paired_matrices
+
+    try:
+        cfg = (config or DriftConfig()).model_copy(update=overrides) if overrides else (config or DriftConfig())
+        cfg = DriftConfig.model_validate(cfg.model_dump())
+    except ValueError as exc:
+        raise UserError(f"bad drift option: {str(exc).splitlines()[-1].strip()}") from None
+    if cfg.method == "randomized" and not cfg.rank:
+        raise UserError("--method randomized needs --rank")
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    a, b = Checkpoint(ref), Checkpoint(tuned)
+    infos = paired_matrices(a, b, cfg.matrices, cfg.regex)
+    cache = FactorCache(cfg.cache_dir) if cfg.cache_dir else None
+    fp_a = a.fingerprint(cache.root if cache else None)
+    fp_b = b.fingerprint(cache.root if cache else None)
+    rows, spectra, hits = [], {}, 0
+    with torch.no_grad():
+        for i, info in enumerate(infos):
+            W_a, W_b = a.matrix(info.name), b.matrix(info.name)
+            fa, ha = load_factorization(a, info.name, cache, cfg.dtype, cfg.method, device, cfg.rank, fp_a, W_a)
+            fb, hb = load_factorization(b, info.name, cache, cfg.dtype, cfg.method, device, cfg.rank, fp_b, W_b)
+            hits += ha + hb
+            row, spec = matrix_metrics(info, W_a, W_b, fa, fb, cfg.k, cfg.dtype)
+            rows.append(row)
+            spectra[info.name] = spec
+            if progress:
+                progress(i + 1, len(infos), info.name)
+    meta = {
+        "ref": {"path": str(a.path), "fingerprint": fp_a, "model_type": a.model_type},
+        "tuned": {"path": str(b.path), "fingerprint": fp_b, "model_type": b.model_type},
+        "config": cfg.model_dump(mode="json"),
+        "device": device,
+        "tolerances": _tolerances(cfg.dtype),
+        "cache": {"dir": str(cache.root) if cache else None, "hits": hits, "factorizations": 2 * len(rows)},
+        "seconds": round(time.perf_counter() - t0, 3),
+        "n_matrices": len(rows),
+    }
+    return DriftResult(rows=rows, spectra=spectra, summary=summarize(rows, cfg.k), meta=meta)
+
+
+def _tolerances(dtype: str) -> dict:
+    from spindoctor.spectral.drift import TIE_RTOL
+
+    # Measured by tests/spectral (self-comparison and Givens rotations against float64 references).
+    return {"tie_rtol": TIE_RTOL[dtype], "angle_abs_rad": 1e-3 if dtype == "float32" else 1e-6}

@@ -1,0 +1,307 @@
+"""Streaming safetensors checkpoints: tensor iteration, matrix selection, layer index.
+
+Public API (issue 5, directional restoration, builds on it):
+
+- :class:`Checkpoint` opens a Hugging Face checkpoint folder (``model.safetensors``
+  or shards listed in ``model.safetensors.index.json``) or one ``.safetensors``
+  file and reads one tensor at a time (``Checkpoint.matrix(name)``); nothing is
+  unpickled and the whole model is never in memory.
+- :func:`parse_name` gives a tensor's :class:`MatrixInfo`: layer index, matrix
+  kind (``q_proj``, ``down_proj``, ``qkv`` ...) and whether it is stored as a
+  GPT-2 ``Conv1D`` weight (``(in, out)``, transposed on read so every matrix is
+  ``(out, in)`` like ``nn.Linear``).
+- :func:`select_matrices` applies a preset (``paper``, ``attn``, ``mlp``,
+  ``linear``, ``all``) and an optional regex to a checkpoint's names.
+- :func:`paired_matrices` checks that two checkpoints are comparable (same
+  architecture, same selected names, same shapes) and raises
+  :class:`~spindoctor.errors.UserError` otherwise.
+
+Names are parsed for Llama, Qwen2, Mistral, Gemma (``model.layers.N.self_attn.q_proj``),
+GPT-2 (``transformer.h.N.attn.c_attn``) and nested multimodal models
+(``language_model.model.layers.N...``, ``model.language_model.layers.N...``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from spindoctor.errors import UserError
+
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+
+# Presets: which matrix kinds each selects. "paper" is what Jin et al. analysed
+# (findings.md, "The analyses, defined": q_proj, k_proj, v_proj, mlp.down_proj);
+# GPT-2 fuses q, k, v into one c_attn matrix ("qkv").
+ATTN_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv")
+MLP_KINDS = ("gate_proj", "up_proj", "down_proj")
+PRESETS: dict[str, tuple[str, ...] | None] = {
+    "paper": ("q_proj", "k_proj", "v_proj", "qkv", "down_proj"),
+    "attn": ATTN_KINDS,
+    "mlp": MLP_KINDS,
+    "linear": ATTN_KINDS + MLP_KINDS,
+    "all": None,  # every 2-D weight, embeddings and lm_head included
+}
+
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
+# Module name (last component before ".weight") -> kind.
+_KIND = {
+    "q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "o_proj": "o_proj",
+    "gate_proj": "gate_proj", "up_proj": "up_proj", "down_proj": "down_proj",
+    "c_attn": "qkv", "c_fc": "up_proj",
+    "embed_tokens": "embed", "wte": "embed", "wpe": "pos_embed", "lm_head": "lm_head",
+}
+_CONV1D = re.compile(r"\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
+
+
+@dataclass(frozen=True)
+class MatrixInfo:
+    """Where a weight matrix sits in the model.
+
+    Attributes
+    ----------
+    name : str
+        Tensor name in the checkpoint.
+    layer : int or None
+        Decoder block index, None for embeddings / lm_head / unknown.
+    kind : str
+        ``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``, ``qkv``, ``gate_proj``,
+        ``up_proj``, ``down_proj``, ``embed``, ``pos_embed``, ``lm_head`` or
+        ``other:<module>``.
+    component : str
+        Name prefix before the block list (``model``, ``language_model.model``,
+        ``transformer``, ``vision_tower...``); separates towers of multimodal models.
+    conv1d : bool
+        Stored as GPT-2 ``Conv1D`` ``(in, out)``; :meth:`Checkpoint.matrix` transposes it.
+    """
+
+    name: str
+    layer: int | None
+    kind: str
+    component: str
+    conv1d: bool
+
+
+def parse_name(name: str) -> MatrixInfo:
+    """Parse a tensor name into a :class:`MatrixInfo` (pure string work)."""
+    conv1d = bool(_CONV1D.search(name))
+    m = _LAYER.search(name)
+    layer = int(m.group(1)) if m else None
+    component = name[: m.start()] if m else name.rsplit(".", 2)[0] if name.count(".") >= 2 else ""
+    parts = name.split(".")
+    module = parts[-2] if len(parts) >= 2 and parts[-1] in ("weight", "bias") else parts[-1]
+    if module == "c_proj":  # GPT-2: attn.c_proj is the output projection, mlp.c_proj the down projection
+        kind = "o_proj" if ".attn." in name else "down_proj"
+    else:
+        kind = _KIND.get(module, f"other:{module}")
+    return MatrixInfo(name=name, layer=layer, kind=kind, component=component, conv1d=conv1d)
+
+
+class Checkpoint:
+    """A safetensors checkpoint read one tensor at a time (never unpickled).
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder holding ``model.safetensors`` or ``model.safetensors.index.json``
+        plus shards, or a single ``.safetensors`` file.
+    """
+
+    def __init__(self, path: str | Path):
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise UserError(f"checkpoint not found: {self.path}")
+        self.files, self.weight_map = _locate(self.path)
+        self._open = {f: safe_open(str(f), framework="pt") for f in self.files}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        for name, f in self.weight_map.items():
+            self._shapes[name] = tuple(self._open[f].get_slice(name).get_shape())
+        self.config = _read_config(self.path)
+
+    @property
+    def model_type(self) -> str | None:
+        """``model_type`` from config.json (None when there is no config)."""
+        return self.config.get("model_type")
+
+    def names(self) -> list[str]:
+        """Every tensor name, in file order."""
+        return list(self.weight_map)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Stored shape of a tensor (before any Conv1D transpose)."""
+        return self._shapes[name]
+
+    def matrix_shape(self, name: str) -> tuple[int, int]:
+        """``(out, in)`` shape of a 2-D weight after the Conv1D transpose."""
+        a, b = self._shapes[name]
+        return (b, a) if parse_name(name).conv1d else (a, b)
+
+    def tensor(self, name: str):
+        """Read one tensor as stored (a torch tensor; only this tensor is loaded)."""
+        if name not in self.weight_map:
+            raise UserError(f"tensor {name!r} not in checkpoint {self.path}")
+        return self._open[self.weight_map[name]].get_tensor(name)
+
+    def matrix(self, name: str):
+        """Read a 2-D weight as float32 ``(out, in)``, checking it is finite.
+
+        Raises
+        ------
+        UserError
+            If the tensor is not 2-D or holds NaN/Inf.
+        """
+        import torch
+
+        t = self.tensor(name)
+        if t.ndim != 2:
+            raise UserError(f"tensor {name!r} in {self.path} is {t.ndim}-D, not a matrix")
+        t = t.to(torch.float32)
+        if parse_name(name).conv1d:
+            t = t.T.contiguous()
+        if not bool(torch.isfinite(t).all()):
+            raise UserError(f"tensor {name!r} in {self.path} holds NaN or Inf values")
+        return t
+
+    def fingerprint(self, memo_dir: Path | None = None) -> str:
+        """Content fingerprint: SHA-256 over the bytes of every weight file.
+
+        Hashing is memoised in ``memo_dir/fingerprints.json`` keyed by each file's
+        real path, size, inode and mtime, so a warm rerun does not re-read the
+        files; the fingerprint itself depends only on the bytes.
+        """
+        h = hashlib.sha256()
+        for f in self.files:
+            h.update(_file_digest(f, memo_dir).encode())
+        return h.hexdigest()
+
+
+def _locate(path: Path) -> tuple[list[Path], dict[str, Path]]:
+    """Return (weight files, tensor name -> file) for a checkpoint path."""
+    from safetensors import safe_open
+
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise UserError(f"{path} is not a .safetensors file")
+        files = [path]
+    elif (path / INDEX_FILE).is_file():
+        try:
+            index = json.loads((path / INDEX_FILE).read_text())
+            mapping = {k: path / v for k, v in index["weight_map"].items()}
+        except (json.JSONDecodeError, KeyError, AttributeError) as exc:
+            raise UserError(f"{path / INDEX_FILE} is not a valid safetensors index ({exc})") from exc
+        missing = sorted({str(f.name) for f in mapping.values() if not f.is_file()})
+        if missing:
+            raise UserError(f"{path}: shard(s) listed in the index are missing: {', '.join(missing)}")
+        return sorted(set(mapping.values())), mapping
+    elif (path / SINGLE_FILE).is_file():
+        files = [path / SINGLE_FILE]
+    else:
+        hint = " (only safetensors is read, never pickle)" if any(path.glob("*.bin")) else ""
+        raise UserError(f"{path} is not a checkpoint: no model.safetensors or {INDEX_FILE}{hint}")
+    mapping: dict[str, Path] = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                mapping.update({k: f for k in fh.keys()})  # noqa: SIM118 (safe_open is not a dict)
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise UserError(f"{f} is not a readable safetensors file ({exc})") from exc
+    return files, mapping
+
+
+def _read_config(path: Path) -> dict:
+    folder = path if path.is_dir() else path.parent
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        return {}
+    try:
+        return json.loads(cfg.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{cfg} is not valid JSON ({exc})") from exc
+
+
+def _file_digest(f: Path, memo_dir: Path | None) -> str:
+    st = f.stat()
+    key = f"{os.path.realpath(f)}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}"
+    memo_path = memo_dir / "fingerprints.json" if memo_dir else None
+    memo: dict[str, str] = {}
+    if memo_path and memo_path.is_file():
+        try:
+            memo = json.loads(memo_path.read_text())
+        except json.JSONDecodeError:
+            memo = {}
+    if key in memo:
+        return memo[key]
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if memo_path:
+        from spindoctor.io import atomic_write_json
+
+        memo[key] = digest
+        atomic_write_json(memo_path, memo)
+    return digest
+
+
+def select_matrices(ckpt: Checkpoint, preset: str = "paper", regex: str | None = None) -> list[MatrixInfo]:
+    """Pick the 2-D weights a preset and an optional regex (``re.search``) select.
+
+    Returns them ordered by (component, layer, kind, name); embeddings first.
+    """
+    if preset not in PRESETS:
+        raise UserError(f"--matrices must be one of {', '.join(PRESETS)}, got {preset!r}")
+    try:
+        pattern = re.compile(regex) if regex else None
+    except re.error as exc:
+        raise UserError(f"--regex {regex!r} is not a valid regular expression ({exc})") from exc
+    kinds = PRESETS[preset]
+    out = []
+    for name in ckpt.names():
+        if len(ckpt.shape(name)) != 2 or not name.endswith("weight"):
+            continue
+        info = parse_name(name)
+        if kinds is not None and info.kind not in kinds:
+            continue
+        if pattern and not pattern.search(name):
+            continue
+        out.append(info)
+    return sorted(out, key=lambda i: (i.component, -1 if i.layer is None else i.layer, i.kind, i.name))
+
+
+def paired_matrices(
+    ref: Checkpoint, tuned: Checkpoint, preset: str = "paper", regex: str | None = None
+) -> list[MatrixInfo]:
+    """Select matrices in ``ref`` and check ``tuned`` has each, with the same shape.
+
+    Raises
+    ------
+    UserError
+        Different ``model_type``, nothing selected, a missing tensor or a shape mismatch.
+    """
+    if ref.model_type and tuned.model_type and ref.model_type != tuned.model_type:
+        raise UserError(
+            f"architectures differ: {ref.path} is {ref.model_type}, {tuned.path} is {tuned.model_type}"
+        )
+    infos = select_matrices(ref, preset, regex)
+    if not infos:
+        raise UserError(f"no matrices in {ref.path} match --matrices {preset}" + (f" --regex {regex}" if regex else ""))
+    tuned_names = set(tuned.names())
+    missing = [i.name for i in infos if i.name not in tuned_names]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(f"tensor {missing[0]!r} is missing from {tuned.path}{more}")
+    for i in infos:
+        if ref.shape(i.name) != tuned.shape(i.name):
+            raise UserError(
+                f"shape mismatch for {i.name!r}: {ref.shape(i.name)} in {ref.path}, "
+                f"{tuned.shape(i.name)} in {tuned.path}"
+            )
+    return infos
