@@ -29,11 +29,13 @@ class Preset(StrEnum):
 
 
 def read_selection(path: Path) -> list[tuple[str, Path]]:
-    """(label, checkpoint folder) pairs from an SFT ``selection.json``.
+    """(label, checkpoint folder) pairs from an SFT ``selection.json``, in file order.
 
-    Accepts ``{"checkpoints": [{"label"|"name"|"role", "path"|"checkpoint"|"step"}, ...]}``
-    or ``{label: path-or-step, ...}``; relative paths and bare steps resolve
-    against the folder of the selection file (``RUN/sft/``).
+    Reads the shape ``spindoctor.training.select`` writes (``{"peak": {"step",
+    "path", ...}, "end": {...}, "middle": {...}, "rule": ..., ...}``) and a plain
+    ``{"checkpoints": [{"label", "path" or "step"}, ...]}`` list. A missing path
+    means ``checkpoint-<step>`` beside the selection file; relative paths resolve
+    against its folder. Labels naming the same checkpoint run once (first label).
     """
     if not path.is_file():
         raise UserError(f"selection file not found: {path}")
@@ -41,27 +43,24 @@ def read_selection(path: Path) -> list[tuple[str, Path]]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
-    entries = data.get("checkpoints", data.get("selected")) if isinstance(data, dict) else data
-    if isinstance(entries, dict):
-        entries = [{"label": k, "path": v} for k, v in entries.items()]
-    if entries is None and isinstance(data, dict):
-        entries = [{"label": k, "path": v} for k, v in data.items() if isinstance(v, (str, int))]
-    out = []
-    for item in entries or []:
-        if not isinstance(item, dict):
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a selection (expected a JSON object)")
+    if isinstance(data.get("checkpoints"), list):
+        items = [(str(e.get("label")), e) for e in data["checkpoints"] if isinstance(e, dict)]
+    else:
+        items = [(k, v) for k, v in data.items() if isinstance(v, dict) and ("step" in v or "path" in v)]
+    out: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+    for label, entry in items:
+        where = entry.get("path") or (f"checkpoint-{int(entry['step'])}" if entry.get("step") is not None else None)
+        if not where:
             continue
-        label = item.get("label") or item.get("name") or item.get("role")
-        where = item.get("path") or item.get("checkpoint")
-        if where is None and item.get("step") is not None:
-            where = f"checkpoint-{int(item['step'])}"
-        if isinstance(where, int):
-            where = f"checkpoint-{where}"
-        if not label or not where:
-            continue
-        folder = Path(where)
-        out.append((str(label), folder if folder.is_absolute() else path.parent / folder))
+        folder = Path(where) if Path(where).is_absolute() else path.parent / where
+        if folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            out.append((label, folder))
     if not out:
-        raise UserError(f"{path} lists no checkpoints (expected a 'checkpoints' list with label and path)")
+        raise UserError(f"{path} names no checkpoints (expected peak/end/middle entries with a step or path)")
     return out
 
 
