@@ -1,0 +1,125 @@
+"""``spindoctor restore`` and ``spindoctor sweep layers|ranks|impose``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spindoctor.errors import UserError
+
+sweep_app = typer.Typer(help="Restoration sweeps evaluated with the ID/OOD probes.", no_args_is_help=True)
+
+Ref = Annotated[Path, typer.Argument(help="Reference checkpoint folder (base, or SFT at the OOD peak).")]
+Tuned = Annotated[Path, typer.Argument(help="Fine-tuned checkpoint folder to edit.")]
+Matrices = Annotated[str, typer.Option(help="Matrix preset: paper, attn, mlp, linear, all.")]
+Mode = Annotated[str, typer.Option(help="direction (keep tuned singular values) or full.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _validated(model_cls, **fields):
+    from pydantic import ValidationError
+
+    try:
+        return model_cls(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}") from None
+
+
+def restore(
+    ref: Ref,
+    tuned: Tuned,
+    out: Annotated[Path, typer.Option(help="Output checkpoint folder (must not exist or be empty).")],
+    layers: Annotated[str, typer.Option(help="all, none, 0-9, 0,3,5-7, first:25%, last:25%, middle:50%.")] = "all",
+    matrices: Matrices = "linear",
+    regex: Annotated[str | None, typer.Option(help="Keep only tensor names matching this regex.")] = None,
+    top_k: Annotated[str, typer.Option("--top-k", help="Leading directions from REF: count, fraction or %.")] = "1.0",
+    tail_k: Annotated[str, typer.Option("--tail-k", help="Trailing directions from REF.")] = "0",
+    mode: Mode = "direction",
+    embeddings: Annotated[bool, typer.Option(help="Also restore embeddings and lm_head.")] = False,
+    dtype: Annotated[str, typer.Option(help="Factorisation dtype: float32 or float64.")] = "float32",
+    cache_dir: Annotated[Path | None, typer.Option(help="Factorisation cache folder.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Write a complete HF checkpoint: TUNED with REF's singular directions on the chosen layers and ranks."""
+    from spindoctor.restore.checkpoint import restore_checkpoint
+    from spindoctor.restore.plan import RestorePlan
+    from spindoctor.restore.select import parse_k
+
+    if dtype not in ("float32", "float64"):
+        raise UserError(f"--dtype must be float32 or float64, got {dtype!r}")
+    plan = _validated(RestorePlan, layers=layers, matrices=matrices, regex=regex, embeddings=embeddings,
+                      k_top=parse_k(top_k), k_tail=parse_k(tail_k), mode=mode)
+    record = restore_checkpoint(ref, tuned, out, plan, cache_dir, dtype, progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in record.items() if k != "matrices"} | {
+            "n_matrices": len(record["matrices"]), "out": str(out)}))
+    else:
+        typer.echo(f"restored {len(record['matrices'])} matrices of {tuned} towards {ref} -> {out} "
+                   f"({record['seconds']:.1f} s; edit record {out / 'restore.json'})")
+
+
+def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) -> None:
+    from spindoctor.probes import ProbeConfig
+    from spindoctor.restore.run import SweepConfig, run_sweep
+
+    probe = _validated(ProbeConfig, n=fields.pop("n"), fmt=fields.pop("fmt"), batch_size=fields.pop("batch_size"))
+    for label, folder in (("REF", ref), ("TUNED", tuned)):
+        if not folder.is_dir():
+            raise UserError(f"{label} is not a checkpoint folder: {folder}")
+    cfg = _validated(SweepConfig, kind=kind, ref=str(ref), tuned=str(tuned), probe=probe, **fields)
+    record = run_sweep(cfg, out, progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), "rows": record["rows"]}))
+        return
+    typer.echo(f"{'point':<16} {'ID acc':>14} {'OOD acc':>14} {'OOD recovered':>14}")
+    for r in record["rows"]:
+        rec = r.get("ood_recovered")
+        typer.echo(f"{r['point']:<16} {r['id_acc']:>7.3f} ±{r['id_acc_se']:.3f} {r['ood_acc']:>7.3f} ±{r['ood_acc_se']:.3f} "
+                   f"{'' if rec is None else f'{rec:+.0%}':>14}")
+    typer.echo(f"wrote {out / 'sweep.json'}, {out / 'sweep.csv'}, {out / 'sweep.png'}")
+
+
+Out = Annotated[Path, typer.Option(help="Folder for sweep.json, sweep.csv and sweep.png.")]
+N = Annotated[int, typer.Option(help="Probe hands per split.")]
+Fmt = Annotated[str, typer.Option("--format", help="Prompt format: compact (organism) or paper.")]
+Blocks = Annotated[int | None, typer.Option(help="Number of equal layer blocks.")]
+BlockSize = Annotated[int | None, typer.Option(help="Layers per block (instead of --blocks).")]
+Batch = Annotated[int, typer.Option(help="Probe prompts per generate call.")]
+
+
+@sweep_app.command()
+def layers(ref: Ref, tuned: Tuned, out: Out, blocks: Blocks = 4, block_size: BlockSize = None,
+           matrices: Matrices = "linear", top_k: Annotated[str, typer.Option("--top-k")] = "1.0",
+           mode: Mode = "direction", n: N = 500, fmt: Fmt = "compact", batch_size: Batch = 256,
+           cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
+    """Restore one block of layers at a time (paper Figure 5)."""
+    from spindoctor.restore.select import parse_k
+
+    _run("layers", ref, tuned, out, as_json, blocks=None if block_size else blocks, block_size=block_size,
+         matrices=matrices, k_top=parse_k(top_k), mode=mode, n=n, fmt=fmt, batch_size=batch_size, cache_dir=cache_dir)
+
+
+@sweep_app.command()
+def ranks(ref: Ref, tuned: Tuned, out: Out,
+          ks: Annotated[str, typer.Option(help="Comma-separated k_top values: counts, fractions or %.")] = "0.01,0.05,0.1,0.2,0.5,1.0",
+          matrices: Matrices = "linear", mode: Mode = "direction", n: N = 500, fmt: Fmt = "compact",
+          batch_size: Batch = 256, cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
+    """Restore the top-k directions of every layer, for several k (paper Figure 6)."""
+    from spindoctor.restore.select import parse_k
+
+    _run("ranks", ref, tuned, out, as_json, ks=[parse_k(k) for k in ks.split(",") if k.strip()],
+         matrices=matrices, mode=mode, n=n, fmt=fmt, batch_size=batch_size, cache_dir=cache_dir)
+
+
+@sweep_app.command()
+def impose(sft: Annotated[Path, typer.Argument(help="SFT checkpoint: the directions to impose.")],
+           rl: Annotated[Path, typer.Argument(help="RL checkpoint to edit.")], out: Out, blocks: Blocks = 4,
+           block_size: BlockSize = None, matrices: Matrices = "linear", n: N = 500, fmt: Fmt = "compact",
+           batch_size: Batch = 256, cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
+    """Impose the SFT checkpoint's singular directions on the RL model (paper Figure 7)."""
+    _run("impose", sft, rl, out, as_json, blocks=None if block_size else blocks, block_size=block_size,
+         matrices=matrices, n=n, fmt=fmt, batch_size=batch_size, cache_dir=cache_dir)

@@ -1,0 +1,136 @@
+"""Run a restoration sweep end to end: config, baselines, points, table, figure.
+
+Outputs in ``out`` (each written atomically): ``sweep.json`` (resolved config,
+baselines and one row per point), ``sweep.csv`` (the rows), ``sweep.png``.
+Each row holds ID and OOD accuracy +- SE, the loss proxies, how many matrices
+the point edited, and the share of lost accuracy it recovers,
+``(acc_point - acc_tuned) / (acc_ref - acc_tuned)`` (None when nothing was lost).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spindoctor.io import atomic_path, atomic_write_json, atomic_write_text
+from spindoctor.probes import ProbeConfig
+from spindoctor.restore.plan import RestorePlan, plan_matrices
+from spindoctor.restore.select import block_label, equal_blocks
+from spindoctor.restore.sweep import load_factors, patched, point_edits, recovered_share
+
+SweepKind = Literal["layers", "ranks", "impose"]
+CSV_FIELDS = ["point", "kind", "layers", "k_top", "k_tail", "mode", "n_matrices", "id_acc", "id_acc_se",
+              "ood_acc", "ood_acc_se", "id_loss", "ood_loss", "id_recovered", "ood_recovered", "seconds"]
+
+
+class SweepConfig(BaseModel):
+    """One sweep: every default lives here and the resolved config is saved with the results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SweepKind = Field(description="layers (Figure 5), ranks (Figure 6) or impose (Figure 7)")
+    ref: str = Field(description="reference checkpoint (base, OOD-peak SFT, or SFT for impose)")
+    tuned: str = Field(description="checkpoint to edit (SFT end, or RL for impose)")
+    matrices: str = Field("linear", description="matrix preset: paper, attn, mlp, linear, all")
+    regex: str | None = Field(None, description="keep only tensor names matching this regex")
+    embeddings: bool = Field(False, description="also restore embeddings and lm_head in every point")
+    blocks: int | None = Field(4, description="layer blocks for layers/impose sweeps (the reference used 4)")
+    block_size: int | None = Field(None, description="layers per block instead of --blocks")
+    ks: list[int | float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.2, 0.5, 1.0],
+                                  description="k_top values of a ranks sweep (counts or fractions)")
+    k_top: int | float = Field(1.0, description="k_top of layers/impose points")
+    k_tail: int | float = Field(0, description="k_tail of every point")
+    mode: Literal["direction", "full"] = Field("direction", description="keep tuned singular values or not")
+    factor_dtype: Literal["float32", "float64"] = Field("float32", description="dtype of the factorisations")
+    cache_dir: str | None = Field(None, description="factorisation cache (default: none)")
+    device: str = Field("cpu", description="device for the factorisations")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description="the ID/OOD probes of every point")
+
+
+def sweep_points(cfg: SweepConfig, n_layers: int) -> list[tuple[str, set[int] | None, int | float]]:
+    """(label, layers or None for all, k_top) for every point of the sweep."""
+    if cfg.kind == "ranks":
+        return [(f"k={k:g}" if isinstance(k, float) else f"k={k}", None, k) for k in cfg.ks]
+    block_size, blocks = (cfg.block_size, None) if cfg.block_size else (None, min(cfg.blocks or 4, n_layers))
+    per_block = [(f"layers {block_label(b)}", set(b), cfg.k_top) for b in equal_blocks(n_layers, block_size, blocks)]
+    if cfg.kind == "impose":
+        return [("all layers", None, cfg.k_top)] + per_block
+    return per_block
+
+
+def _row(label: str, results: dict, baseline: dict | None, **extra) -> dict:
+    row = {"point": label, **extra}
+    for split in ("id", "ood"):
+        r = results.get(split)
+        row[f"{split}_acc"] = None if r is None else r.acc
+        row[f"{split}_acc_se"] = None if r is None else r.acc_se
+        row[f"{split}_loss"] = None if r is None else r.loss
+        if baseline and r is not None and split in baseline["tuned"]:
+            row[f"{split}_recovered"] = recovered_share(r.acc, baseline["tuned"][split].acc, baseline["ref"][split].acc)
+    return row
+
+
+def _probe_checkpoint(path: str, probe: ProbeConfig) -> dict:
+    from spindoctor.probes import probe_model
+    from spindoctor.probes.load import load_causal_lm
+
+    model, tok = load_causal_lm(path)
+    results = probe_model(model, tok, probe)
+    del model
+    return results
+
+
+def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True) -> dict:
+    """Run ``cfg``; write sweep.json, sweep.csv and sweep.png into ``out``; return the record."""
+    from spindoctor.probes import probe_model
+    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.restore.figures import plot_sweep
+    from spindoctor.spectral.tensors import Checkpoint
+
+    started = time.time()
+    plan = RestorePlan(layers="all", matrices=cfg.matrices, regex=cfg.regex, embeddings=cfg.embeddings)
+    infos = plan_matrices(Checkpoint(cfg.ref), Checkpoint(cfg.tuned), plan)
+    n_layers = max((i.layer for i in infos if i.layer is not None), default=-1) + 1
+    factors = load_factors(cfg.ref, cfg.tuned, infos, cfg.cache_dir, cfg.factor_dtype, cfg.device, progress)
+    baseline = {"ref": _probe_checkpoint(cfg.ref, cfg.probe)}
+    model, tok = load_causal_lm(cfg.tuned)
+    baseline["tuned"] = probe_model(model, tok, cfg.probe)
+    rows = [_row("reference", baseline["ref"], None, kind="baseline"),
+            _row("tuned", baseline["tuned"], None, kind="baseline")]
+    points = sweep_points(cfg, n_layers)
+    from rich.progress import track
+
+    for label, layers, k_top in track(points, description=f"{cfg.kind} sweep", disable=not progress):
+        t0 = time.perf_counter()
+        edits = point_edits(factors, layers, k_top, cfg.k_tail, cfg.mode)
+        if cfg.embeddings:  # embeddings have no layer index: add them to every point
+            edits.update(point_edits([f for f in factors if f.info.layer is None], None, k_top, cfg.k_tail, cfg.mode))
+        with patched(model, edits):
+            results = probe_model(model, tok, cfg.probe)
+        rows.append(_row(label, results, baseline, kind=cfg.kind, layers=label if layers else "all",
+                         k_top=k_top, k_tail=cfg.k_tail, mode=cfg.mode, n_matrices=len(edits),
+                         seconds=round(time.perf_counter() - t0, 3)))
+    record = {"config": cfg.model_dump(), "n_layers": n_layers, "n_matrices": len(infos),
+              "seconds": round(time.time() - started, 2), "rows": rows}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "sweep.json", record)
+    atomic_write_text(out / "sweep.csv", rows_to_csv(rows))
+    with atomic_path(out / "sweep.png") as tmp:
+        plot_sweep(rows, cfg.kind, tmp)
+    return record
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    """The sweep table as CSV text (fixed columns)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k) for k in CSV_FIELDS})
+    return buf.getvalue()
