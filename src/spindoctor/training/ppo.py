@@ -370,29 +370,40 @@ def load_checkpoint(model: PolicyAndValue, optimizer, folder: Path) -> int:
 
 
 # ---------------------------------------------------------------- the loop
-def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = True,
-          reward_fn: RewardFn | None = None, show_progress: bool = True) -> dict:
-    """Run PPO from checkpoint ``start`` into run directory ``out``; return a summary."""
+@dataclass
+class Setup:
+    """What :func:`setup` builds for the loop."""
+
+    accelerator: object
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    tokenizer: object
+    ref: nn.Module | None
+    done_step: int
+    opt_step: int
+    probe_cfg: dict
+
+
+def setup(cfg: PPOConfig, start: str | Path, out: Path, resume: bool) -> Setup | None:
+    """Accelerator, run folder, policy + value head (from the last checkpoint when resuming),
+    optimiser and the optional frozen reference. None when the run already finished."""
     from accelerate import Accelerator
-    from rich.progress import Progress
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     if cfg.episodes_per_step % world or cfg.episodes_per_step // world < cfg.minibatches * cfg.grad_accum_steps:
         raise UserError(
             f"--episodes-per-step {cfg.episodes_per_step} must be a multiple of the {world} processes and give each "
             f"at least minibatches x grad_accum_steps = {cfg.minibatches * cfg.grad_accum_steps} episodes"
         )
-    out = Path(out)
     common.check_checkpoint(start)
     probe_cfg = common.probe_settings(cfg.fmt, cfg.probe)
-    done_step = 0
     if accelerator.is_main_process:
-        done_step = common.prepare_run_dir(out, {**cfg.model_dump(), "start": str(start)}, resume)
+        common.prepare_run_dir(out, {**cfg.model_dump(), "start": str(start)}, resume)
     accelerator.wait_for_everyone()
     done_step = common.last_checkpoint_step(out)
     if (out / "done.json").exists() and done_step >= cfg.steps:
-        return {"out": str(out), "step": done_step, "skipped": True}
+        return None
     policy, tokenizer = common.load_policy(out / f"checkpoint-{done_step}" if done_step else start, cfg.trust_remote_code)
     torch.manual_seed(cfg.seed)
     model = PolicyAndValue(policy)
@@ -403,38 +414,50 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     opt_step = load_checkpoint(model, optimizer, out / f"checkpoint-{done_step}") if done_step else 0
     model, optimizer = accelerator.prepare(model, optimizer)
+    return Setup(accelerator, model, optimizer, tokenizer, ref, done_step, opt_step, probe_cfg)
+
+
+def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = True,
+          reward_fn: RewardFn | None = None, show_progress: bool = True) -> dict:
+    """Run PPO from checkpoint ``start`` into run directory ``out``; return a summary."""
+    from rich.progress import Progress
+
+    out = Path(out)
+    run = setup(cfg, start, out, resume)
+    if run is None:
+        return {"out": str(out), "step": common.last_checkpoint_step(out), "skipped": True}
+    acc, model, tokenizer = run.accelerator, run.model, run.tokenizer
     reward_fn = reward_fn or game_reward(cfg.fmt)
-    pad_id = tokenizer.pad_token_id
-    n_local = cfg.episodes_per_step // world
-    if done_step == 0 and cfg.probe_every and accelerator.is_main_process:
-        common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, probe_cfg, "rl", 0, out)
-    accelerator.wait_for_everyone()
+    n_local, opt_step = cfg.episodes_per_step // acc.num_processes, run.opt_step
+    if run.done_step == 0 and cfg.probe_every and acc.is_main_process:
+        common.run_probes(acc.unwrap_model(model).policy, tokenizer, run.probe_cfg, "rl", 0, out)
+    acc.wait_for_everyone()
     last = {}
-    with Progress(disable=not (show_progress and accelerator.is_main_process)) as progress:
-        task = progress.add_task("ppo", total=cfg.steps, completed=done_step)
-        for step in range(done_step + 1, cfg.steps + 1):
+    with Progress(disable=not (show_progress and acc.is_main_process)) as progress:
+        task = progress.add_task("ppo", total=cfg.steps, completed=run.done_step)
+        for step in range(run.done_step + 1, cfg.steps + 1):
             t0 = time.perf_counter()
-            unwrapped = accelerator.unwrap_model(model)
+            unwrapped = acc.unwrap_model(model)
             # Rollout: fresh training-partition ID hands, seeded by (seed, step, rank) so a resumed run repeats.
-            seed = cfg.seed * 1_000_003 + step * 101 + rank
+            seed = cfg.seed * 1_000_003 + step * 101 + acc.process_index
             hands = deal_hands("id", n_local, seed, partition="train", probe_fraction=cfg.probe_fraction)
             torch.manual_seed(seed)
             unwrapped.eval()
             transitions, success = rollout(unwrapped.policy, tokenizer, hands, cfg, reward_fn, unwrapped.value_head)
-            score_buffer(unwrapped, ref, transitions, pad_id, cfg, accelerator.device)
-            assign_advantages(transitions, cfg, accelerator)
+            score_buffer(unwrapped, run.ref, transitions, tokenizer.pad_token_id, cfg, acc.device)
+            assign_advantages(transitions, cfg, acc)
             model.train()
-            stats, opt_step = ppo_update(model, optimizer, accelerator, transitions, cfg, step, opt_step, pad_id)
-            last = log_step(accelerator, out, step, transitions, success, stats, time.perf_counter() - t0)
+            stats, opt_step = ppo_update(model, run.optimizer, acc, transitions, cfg, step, opt_step, tokenizer.pad_token_id)
+            last = log_step(acc, out, step, transitions, success, stats, time.perf_counter() - t0)
             progress.update(task, advance=1, description=f"ppo reward {last['reward_first_turn']:+.2f}")
             if step == cfg.steps or (cfg.probe_every and step % cfg.probe_every == 0):
-                if cfg.probe_every and accelerator.is_main_process:
-                    common.run_probes(accelerator.unwrap_model(model).policy, tokenizer, probe_cfg, "rl", step, out)
-                save_checkpoint(accelerator, model, optimizer, tokenizer, out, step, opt_step)
-    spread = common.replica_spread(accelerator, model)
-    if accelerator.is_main_process:
+                if cfg.probe_every and acc.is_main_process:
+                    common.run_probes(acc.unwrap_model(model).policy, tokenizer, run.probe_cfg, "rl", step, out)
+                save_checkpoint(acc, model, run.optimizer, tokenizer, out, step, opt_step)
+    spread = common.replica_spread(acc, model)
+    if acc.is_main_process:
         atomic_write_json(out / "done.json", {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
-    accelerator.wait_for_everyone()
+    acc.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last, "replica_max_abs_diff": spread}
 
 
