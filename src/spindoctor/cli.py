@@ -42,6 +42,9 @@ def _register() -> None:
     from spindoctor.training.rl_cli import rl as rl_command
 
     app.command(name="rl")(rl_command)
+    from spindoctor.probes.cli import register as register_probes
+
+    register_probes(app)  # organism, probe, sft, select (issue 3)
 
 
 _register()

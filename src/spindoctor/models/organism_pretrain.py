@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from spindoctor.io import atomic_write_json, atomic_write_text
+from spindoctor.io import append_jsonl, atomic_write_json, atomic_write_text
 from spindoctor.models.organism import OrganismConfig
 from spindoctor.models.organism_corpus import CorpusConfig, sample_batch
 
@@ -84,6 +84,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "pretrain_log.jsonl").unlink(missing_ok=True)
     atomic_write_text(out / "pretrain_config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -115,6 +116,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                 log.append({"step": step + 1, "loss": value, "loss_ema": running,
                             "lr": lr_at(step, cfg), "time": time.perf_counter() - start})
+                append_jsonl(out / "pretrain_log.jsonl", log[-1])
             advance(f"loss {running:.3f}")
     model.eval()
     save_organism(model, tokenizer, out)

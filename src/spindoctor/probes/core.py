@@ -65,6 +65,7 @@ class ProbeConfig(BaseModel):
     sample_seed: int = Field(0, description="torch seed for sampled decoding")
     max_turns: int = Field(1, ge=1, description="1: single attempt; >1: also the multi-turn episode success rate")
     loss: bool = Field(True, description="compute the teacher-forced loss of gold solutions")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads while probing (None: leave as set)")
     keep_samples: int = Field(3, ge=0, description="example answers kept per split in the result")
 
     @field_validator("splits")
@@ -195,13 +196,17 @@ def probe_model(model: Any, tokenizer: Any, cfg: ProbeConfig) -> dict[str, Probe
     import torch
 
     was_training = model.training
+    threads = torch.get_num_threads()
     model.eval()
     try:
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         if cfg.mode == "sample":
             torch.manual_seed(cfg.sample_seed)
         results = {split: probe_split(model, tokenizer, cfg, split) for split in cfg.splits}
     finally:
         model.train(was_training)
+        torch.set_num_threads(threads)
         flush_solution_cache()
     return results
 

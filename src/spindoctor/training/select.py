@@ -1,0 +1,179 @@
+"""Choose SFT checkpoints: the robust OOD peak, the end, and one in the middle (playbook step 2).
+
+The rule (stated in every selection.json):
+
+1. **Smoothing.** At each probe point i, pool the OOD successes of the
+   centred window of ``window`` probe points (edges use the neighbours that
+   exist): p~_i = sum_j k_j / sum_j n_j. Pooling, not averaging, so each
+   hand counts once and the window's binomial interval stays exact.
+2. **Peak.** The probe step with the highest pooled OOD accuracy (ties: the
+   earliest step).
+3. **Intervals.** Wilson 95% score intervals on the pooled counts.
+4. **Shape.** rise = (p~_peak - p~_first) / SE, decline = (p~_peak - p~_last) / SE,
+   with SE = sqrt(se_a^2 + se_b^2) of the pooled proportions. "peak then
+   decline" when both are >= ``z`` (2 by default), "decline" when only the
+   decline is, "rise" when only the rise is, else "flat" (no difference of z SE).
+5. **Middle.** The probe step nearest to halfway between the peak and the end.
+
+These functions are pure (lists in, dicts out); the CLI reads metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from spindoctor.errors import UserError
+from spindoctor.io import atomic_write_json, read_jsonl
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(k: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k/n (Wilson 1927).
+
+    Parameters
+    ----------
+    k, n : float
+        Successes and trials (n > 0).
+
+    Returns
+    -------
+    (float, float)
+        Lower and upper bounds in [0, 1].
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pooled_smoothing(k: list[float], n: list[float], window: int = 3) -> tuple[list[float], list[float]]:
+    """Pooled successes and trials over a centred window of ``window`` points.
+
+    Parameters
+    ----------
+    k, n : list of float, same length m
+        Successes and trials per probe point, in step order.
+    window : int, odd, >= 1
+
+    Returns
+    -------
+    (list of float, list of float)
+        Pooled successes and pooled trials, length m.
+    """
+    if len(k) != len(n):
+        raise ValueError(f"k and n differ in length: {len(k)} vs {len(n)}")
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be odd and >= 1, got {window}")
+    half = window // 2
+    pk, pn = [], []
+    for i in range(len(k)):
+        lo, hi = max(0, i - half), min(len(k), i + half + 1)
+        pk.append(float(sum(k[lo:hi])))
+        pn.append(float(sum(n[lo:hi])))
+    return pk, pn
+
+
+def _z_diff(ka: float, na: float, kb: float, nb: float) -> float:
+    """(p_a - p_b) / sqrt(se_a^2 + se_b^2); 0 when both SEs are 0 and p_a == p_b."""
+    pa, pb = ka / na, kb / nb
+    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+    if se == 0:
+        return 0.0 if pa == pb else math.copysign(math.inf, pa - pb)
+    return (pa - pb) / se
+
+
+def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0) -> dict:
+    """Apply the module's rule to a curve of probe points.
+
+    Parameters
+    ----------
+    curve : list of dict
+        One entry per probe step with ``step``, ``ood_acc``, ``ood_n`` and
+        optionally ``id_acc``, ``id_n``, ``ood_loss``, ``id_loss``; any order.
+
+    Returns
+    -------
+    dict
+        ``peak``, ``end``, ``middle`` (each with step, raw and pooled numbers,
+        Wilson interval and a reason), ``shape``, ``rise_z``, ``decline_z``, ``rule``.
+    """
+    if not curve:
+        raise UserError("no OOD probe rows to select from")
+    pts = sorted(curve, key=lambda r: r["step"])
+    k = [p["ood_acc"] * p["ood_n"] for p in pts]
+    n = [float(p["ood_n"]) for p in pts]
+    pk, pn = pooled_smoothing(k, n, window)
+    smooth = [a / b for a, b in zip(pk, pn, strict=True)]
+    ip = max(range(len(pts)), key=lambda i: (smooth[i], -i))
+    last = len(pts) - 1
+    rise = _z_diff(pk[ip], pn[ip], pk[0], pn[0])
+    decline = _z_diff(pk[ip], pn[ip], pk[last], pn[last])
+    if rise >= z and decline >= z:
+        shape = "peak then decline"
+    elif decline >= z:
+        shape = "decline"
+    elif rise >= z:
+        shape = "rise"
+    else:
+        shape = "flat"
+    mid_step = (pts[ip]["step"] + pts[last]["step"]) / 2
+    im = min(range(ip, last + 1), key=lambda i: (abs(pts[i]["step"] - mid_step), i))
+
+    def entry(i: int, reason: str) -> dict:
+        out = {"step": pts[i]["step"], "ood_acc": pts[i]["ood_acc"], "ood_n": pts[i]["ood_n"],
+               "ood_acc_se": math.sqrt(max(pts[i]["ood_acc"] * (1 - pts[i]["ood_acc"]), 0) / n[i]),
+               "ood_smoothed": smooth[i], "ood_smoothed_ci95": list(wilson_interval(pk[i], pn[i])),
+               "reason": reason}
+        for key in ("id_acc", "id_acc_se", "id_loss", "ood_loss"):
+            if key in pts[i]:
+                out[key] = pts[i][key]
+        return out
+
+    peak_reason = (f"highest OOD accuracy pooled over {window} neighbouring probes "
+                   f"({smooth[ip]:.3f}); {shape}: {rise:.1f} SE above the first probe, "
+                   f"{decline:.1f} SE above the last")
+    return {
+        "rule": __doc__.split("The rule (stated in every selection.json):")[1].split("These functions")[0].strip(),
+        "window": window, "z": z, "shape": shape, "rise_z": rise, "decline_z": decline,
+        "peak": entry(ip, peak_reason),
+        "end": entry(last, "last probe step of the run"),
+        "middle": entry(im, f"probe step nearest to halfway ({mid_step:g}) between peak and end"),
+    }
+
+
+def curve_from_metrics(rows: list[dict], stage: str = "sft") -> list[dict]:
+    """Join ID and OOD metrics rows of ``stage`` by step into curve points."""
+    by_step: dict[int, dict] = {}
+    for row in rows:
+        if row.get("stage") != stage or row.get("acc") is None:
+            continue
+        point = by_step.setdefault(int(row["step"]), {"step": int(row["step"])})
+        split = row.get("split")
+        if split in ("id", "ood"):
+            point[f"{split}_acc"] = row["acc"]
+            point[f"{split}_n"] = row["n"]
+            point[f"{split}_acc_se"] = row.get("acc_se")
+            point[f"{split}_loss"] = row.get("loss")
+    return [p for _, p in sorted(by_step.items()) if "ood_acc" in p]
+
+
+def select_run(run_dir: str | Path, window: int = 3, z: float = 2.0) -> dict:
+    """Read ``run_dir/metrics.jsonl``, select, write ``selection.json`` atomically; return it."""
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.exists():
+        raise UserError(f"no metrics.jsonl in {run_dir}: not an SFT run folder")
+    curve = curve_from_metrics(read_jsonl(metrics))
+    curve = [p for p in curve if (run_dir / f"checkpoint-{p['step']}").is_dir()] or curve
+    selection = select_from_curve(curve, window=window, z=z)
+    for name in ("peak", "end", "middle"):
+        path = run_dir / f"checkpoint-{selection[name]['step']}"
+        selection[name]["path"] = str(path) if path.is_dir() else None
+    selection["curve"] = curve
+    atomic_write_json(run_dir / "selection.json", selection)
+    return selection

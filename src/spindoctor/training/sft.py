@@ -1,0 +1,218 @@
+"""Supervised fine-tuning on the ID rule with ID/OOD probes (playbook steps 1 and 2).
+
+Top to bottom: resolve the config (preset + overrides) and write
+``config.yaml`` -> load the base (safetensors only) -> build the SFT data
+(ID-rule hands of the *train* partition, one seeded gold solution per example;
+spec/findings.md "Reference training settings") -> TRL ``SFTTrainer`` with a
+completion-only loss -> a probe callback that, at every probe step (dense
+early), probes ID and OOD, appends the rows to ``metrics.jsonl`` and saves
+``checkpoint-<step>/`` (safetensors, probe numbers in the file metadata and in
+``probe.json``) -> ``train.jsonl`` (trainer log) and ``done.json``.
+
+The trainer's own checkpointing is off (``save_strategy="no"``): it would
+pickle optimizer state; ours are weights-only safetensors, written to a
+temporary folder and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from spindoctor.errors import UserError
+from spindoctor.game.deal import DEFAULT_SALT
+from spindoctor.game.formats import FormatName, render_prompt, render_response
+from spindoctor.io import append_jsonl, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from spindoctor.probes.core import ProbeConfig, metrics_row
+from spindoctor.probes.sets import (
+    DEFAULT_PROBE_FRACTION,
+    flush_solution_cache,
+    solutions,
+    train_hands,
+)
+
+
+class SFTRunConfig(BaseModel):
+    """Every knob of ``spindoctor sft`` (saved as ``config.yaml`` in the run folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field(..., description="base checkpoint folder (HF, safetensors)")
+    out: str = Field(..., description="run folder, e.g. runs/NAME/sft")
+    preset: Literal["organism", "chat"] = Field("organism", description="where the defaults came from")
+    seed: int = Field(0, description="seeds the data order, gold choice and trainer")
+    fmt: FormatName = Field("compact", description="prompt format (compact: organism; paper: chat models)")
+    steps: int = Field(400, ge=1, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, description="examples per step")
+    lr: float = Field(5e-4, gt=0, description="peak learning rate")
+    lr_scheduler: str = Field("cosine", description="transformers scheduler name")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of steps warming up (reference: 3%)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_length: int = Field(128, ge=8, description="longest training sequence in tokens")
+    probe_every: int = Field(25, ge=1, description="steps between probes after the dense phase")
+    dense_until: int = Field(60, ge=0, description="probe densely up to this step")
+    dense_every: int = Field(5, ge=1, description="steps between probes in the dense phase")
+    probe_fraction: float = Field(DEFAULT_PROBE_FRACTION, gt=0, lt=1, description="train/probe partition share")
+    salt: str = Field(DEFAULT_SALT, description="partition salt")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description="probe settings")
+    report_to: list[str] = Field(default_factory=lambda: ["none"], description="tensorboard, wandb, mlflow, ...")
+    threads: int = Field(2, ge=1, description="torch CPU threads")
+    trust_remote_code: bool = Field(False, description="allow custom model code")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # prototype facts (issue 3): lr 5e-4, batch 32, 400 steps on the organism
+    "organism": {"fmt": "compact", "lr": 5e-4, "batch_size": 32, "steps": 400, "max_length": 128},
+    # small real chat models with the reference prompt (paper format)
+    "chat": {"fmt": "paper", "lr": 1e-5, "batch_size": 16, "steps": 200, "max_length": 1024},
+}
+
+
+def resolve_config(preset: str, **overrides: Any) -> SFTRunConfig:
+    """Preset values, then every override that is not None; probe format and partition follow."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    values = {**PRESETS[preset], "preset": preset}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = SFTRunConfig(**values)
+    probe = cfg.probe.model_copy(update={"fmt": cfg.fmt, "probe_fraction": cfg.probe_fraction, "salt": cfg.salt})
+    return cfg.model_copy(update={"probe": probe})
+
+
+def probe_steps(cfg: SFTRunConfig) -> list[int]:
+    """Probe schedule: step 0, every ``dense_every`` up to ``dense_until``, every
+    ``probe_every`` after, and the last step."""
+    steps = {0, cfg.steps}
+    steps.update(range(cfg.dense_every, min(cfg.dense_until, cfg.steps) + 1, cfg.dense_every))
+    steps.update(range(cfg.probe_every, cfg.steps + 1, cfg.probe_every))
+    return sorted(s for s in steps if s <= cfg.steps)
+
+
+def build_dataset_rows(cfg: SFTRunConfig, conversational: bool) -> list[dict]:
+    """``steps * batch_size`` SFT examples: train-partition ID hands in seeded epochs,
+    each with a seeded choice among its distinct solutions."""
+    hands = train_hands("id", cfg.seed, probe_fraction=cfg.probe_fraction, salt=cfg.salt)
+    if not hands:
+        raise UserError("the train partition holds no ID hands; lower probe_fraction")
+    rng = random.Random(f"sft-data|{cfg.seed}")
+    rows: list[dict] = []
+    while len(rows) < cfg.steps * cfg.batch_size:
+        order = hands[:]
+        rng.shuffle(order)
+        for hand in order[: cfg.steps * cfg.batch_size - len(rows)]:
+            formula = rng.choice(solutions(hand.values, hand.target))
+            prompt = render_prompt(cfg.fmt, hand.cards, hand.rule, hand.target)
+            completion = render_response(cfg.fmt, hand.cards, hand.rule, formula, hand.target)
+            if conversational:
+                rows.append({"prompt": [{"role": "user", "content": prompt}],
+                             "completion": [{"role": "assistant", "content": completion}]})
+            else:
+                rows.append({"prompt": prompt, "completion": completion})
+    flush_solution_cache()
+    return rows
+
+
+def save_checkpoint(model: Any, tokenizer: Any, out: Path, step: int, probe_rows: list[dict]) -> Path:
+    """Write ``checkpoint-<step>`` atomically: weights (safetensors, probe rows in the
+    file metadata under ``spindoctor_probe``), tokenizer and ``probe.json``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    tmp, final = out / f".checkpoint-{step}.tmp", out / f"checkpoint-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    for path in tmp.glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        meta["spindoctor_probe"] = json.dumps(probe_rows)
+        save_file(tensors, str(path), metadata=meta)
+    atomic_write_json(tmp / "probe.json", {"step": step, "rows": probe_rows})
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def make_probe_callback(cfg: SFTRunConfig, tokenizer: Any, out: Path, say: Any = print):
+    """A ``TrainerCallback`` probing and checkpointing at every step of :func:`probe_steps`."""
+    from transformers import TrainerCallback
+
+    from spindoctor.probes.core import probe_model
+
+    schedule = set(probe_steps(cfg))
+
+    class ProbeCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.done: set[int] = set()
+
+        def _probe(self, model: Any, step: int) -> None:
+            if step in self.done:
+                return
+            self.done.add(step)
+            results = probe_model(model, tokenizer, cfg.probe)
+            rows = [metrics_row("sft", step, results[s]) for s in cfg.probe.splits]
+            for row in rows:
+                append_jsonl(out / "metrics.jsonl", row)
+            save_checkpoint(model, tokenizer, out, step, rows)
+            say(f"step {step:>4}  " + "  ".join(
+                f"{r['split']} acc {r['acc']:.3f}±{r['acc_se']:.3f} loss {r['loss']:.3f}" for r in rows))
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if 0 in schedule:
+                self._probe(model, 0)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step in schedule:
+                self._probe(model, state.global_step)
+
+    return ProbeCallback()
+
+
+def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
+    """Run SFT as configured; returns the summary also written to ``done.json``."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from spindoctor.probes.load import load_causal_lm
+
+    out = Path(cfg.out)
+    if (out / "metrics.jsonl").exists() or any(out.glob("checkpoint-*")):
+        raise UserError(f"{out} already holds an SFT run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    torch.set_num_threads(cfg.threads)
+    model, tokenizer = load_causal_lm(cfg.base, cfg.trust_remote_code)
+    conversational = bool(getattr(tokenizer, "chat_template", None)) and cfg.fmt == "paper"
+    if cfg.fmt == "paper" and not conversational:
+        say("note: the tokenizer has no chat template; paper prompts are used as plain text")
+    dataset = Dataset.from_list(build_dataset_rows(cfg, conversational))
+    args = SFTConfig(
+        output_dir=str(out / ".trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=int(round(cfg.warmup_ratio * cfg.steps)), weight_decay=cfg.weight_decay,
+        logging_steps=max(1, min(10, cfg.steps // 20)), save_strategy="no", eval_strategy="no",
+        report_to=cfg.report_to, seed=cfg.seed, data_seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
+        completion_only_loss=True, max_length=cfg.max_length, packing=False,
+        dataloader_num_workers=0, disable_tqdm=False,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[make_probe_callback(cfg, tokenizer, out, say)])
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    atomic_write_jsonl(out / "train.jsonl", [r for r in trainer.state.log_history if "loss" in r])
+    shutil.rmtree(out / ".trainer", ignore_errors=True)
+    summary = {"steps": cfg.steps, "seconds": seconds, "probe_steps": probe_steps(cfg),
+               "examples": len(dataset)}
+    atomic_write_json(out / "done.json", summary)
+    return summary

@@ -1,0 +1,93 @@
+"""The organism: Auto-class loading, tokenizer round trip, corpus correctness, a few pretraining steps."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from spindoctor.game.formats import parse_compact_response
+from spindoctor.game.rewards import judge_formula
+from spindoctor.models.organism import CHARS, count_parameters, save_organism
+from spindoctor.models.organism_corpus import CorpusConfig, random_formula, sample_batch
+
+
+def test_loads_through_auto_classes(tiny_organism_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_organism_dir, use_safetensors=True)
+    tok = AutoTokenizer.from_pretrained(tiny_organism_dir)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert not list(tiny_organism_dir.glob("*.bin"))
+    text = "R11 K Q 10 A =24: 13 12 10 1|(13-1)*(12-10)"
+    ids = tok(text)["input_ids"]
+    assert len(ids) == len(text)  # one token per character, no BOS
+    assert tok.decode(ids) == text
+    assert tok.unk_token_id not in ids
+    out = model(input_ids=torch.tensor([ids])).logits
+    assert out.shape == (1, len(text), len(tok))
+
+
+def test_prototype_size_is_about_a_million_parameters():
+    from spindoctor.models.organism import OrganismConfig, build_model, build_tokenizer
+
+    tok = build_tokenizer()
+    n = count_parameters(build_model(OrganismConfig(), tok))
+    assert 1.0e6 < n < 1.1e6  # issue 3: about 1.06M
+    assert len(tok) == 3 + len(CHARS)
+
+
+def test_corpus_is_correct_and_leaves_the_band_out():
+    cfg = CorpusConfig()
+    pairs = sample_batch(cfg, random.Random(0), 400)
+    targets = []
+    for prompt, completion in pairs:
+        assert prompt.startswith(("R10 ", "R11 "))
+        if "=" not in prompt:  # value lookup
+            assert "|" not in completion
+            continue
+        target = int(prompt.split("=")[1].rstrip(":"))
+        targets.append(target)
+        assert not cfg.band_lo <= target <= cfg.band_hi
+        parsed = parse_compact_response(completion)
+        assert parsed.well_formed
+        assert judge_formula(parsed.formula, parsed.numbers, target).correct, (prompt, completion)
+    assert len(set(targets)) > 20
+    assert sample_batch(cfg, random.Random(0), 5) == pairs[:5]  # seeded
+
+
+@pytest.mark.parametrize("values", [(1,), (3, 8), (0, 5, 5), (13, 13, 13, 13)], ids=["one", "two", "zero", "four"])
+def test_random_formula_value_is_exact(values):
+    from fractions import Fraction
+
+    from spindoctor.game.verifier import evaluate, parse_formula
+
+    rng = random.Random(1)
+    for _ in range(50):
+        drawn = random_formula(values, rng)
+        if drawn is None:
+            continue
+        text, value = drawn
+        assert evaluate(parse_formula(text).rpn) == Fraction(value)
+        assert sorted(parse_formula(text).numbers) == sorted(values)
+
+
+def test_pretrain_steps_change_weights_and_save(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from spindoctor.models.organism import OrganismConfig, build_model, build_tokenizer
+    from spindoctor.models.organism_pretrain import PretrainConfig, pretrain
+
+    tiny = OrganismConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    cfg = PretrainConfig(steps=3, batch_size=8, warmup_steps=1, log_every=1, threads=1, organism=tiny)
+    summary = pretrain(cfg, tmp_path / "base", progress=False)
+    assert len(summary["log"]) == 3 and all(r["loss"] == r["loss"] for r in summary["log"])
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    init = build_model(tiny, build_tokenizer(), seed=0)
+    diff = sum(float((a - b).abs().sum()) for a, b in zip(trained.parameters(), init.parameters(), strict=True))
+    assert diff > 0
+    assert (tmp_path / "base" / "pretrain_config.yaml").exists()
+    assert torch.isfinite(torch.tensor(summary["final_loss_ema"]))
+    save_organism(trained, build_tokenizer(), tmp_path / "again")  # re-save works

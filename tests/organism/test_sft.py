@@ -1,0 +1,66 @@
+"""SFT with the probe callback on tiny random models (organism tokenizer and a chat template)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spindoctor.errors import UserError
+from spindoctor.io import read_jsonl
+from spindoctor.probes import ProbeConfig
+from spindoctor.training.sft import build_dataset_rows, probe_steps, resolve_config, run_sft
+
+
+def test_probe_schedule_is_dense_early():
+    cfg = resolve_config("organism", base="b", out="o", steps=100, dense_until=20, dense_every=5, probe_every=25)
+    assert probe_steps(cfg) == [0, 5, 10, 15, 20, 25, 50, 75, 100]
+
+
+def test_dataset_uses_only_train_partition_hands():
+    from spindoctor.probes import probe_hands
+
+    cfg = resolve_config("organism", base="b", out="o", steps=3, batch_size=4)
+    rows = build_dataset_rows(cfg, conversational=False)
+    assert len(rows) == 12
+    probe_prompts = {r for r in (h for h in probe_hands("id", None, 0))}
+    assert probe_prompts  # sanity
+    probe_keys = {h.key for h in probe_hands("id", None, 0)}
+    for row in rows:
+        assert row["prompt"].startswith("R10 ") and row["prompt"].endswith("=24:")
+    train_keys = {h.key for h in __import__("spindoctor.probes", fromlist=["train_hands"]).train_hands("id", 0)}
+    assert not train_keys & probe_keys
+
+
+@pytest.mark.parametrize("preset,fixture", [("organism", "tiny_organism_dir"), ("chat", "tiny_chat_dir")],
+                         ids=["organism-compact", "chat-paper"])
+def test_sft_writes_metrics_and_checkpoints(preset, fixture, request, tmp_path):
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    base = request.getfixturevalue(fixture)
+    out = tmp_path / "sft"
+    cfg = resolve_config(preset, base=str(base), out=str(out), steps=4, batch_size=4, lr=1e-2,
+                         dense_until=2, dense_every=2, probe_every=4, threads=1,
+                         probe=ProbeConfig(n=6, max_new_tokens=8))
+    summary = run_sft(cfg, say=lambda s: None)
+    assert summary["probe_steps"] == [0, 2, 4]
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [(r["step"], r["split"]) for r in rows] == [(s, sp) for s in (0, 2, 4) for sp in ("id", "ood")]
+    assert all(r["stage"] == "sft" and r["n"] == 6 and r["loss"] > 0 for r in rows)
+    for step in (0, 2, 4):
+        ckpt = out / f"checkpoint-{step}"
+        files = list(ckpt.glob("*.safetensors"))
+        assert files and not list(ckpt.glob("*.bin")) and not list(ckpt.glob("*.pt"))
+        with safe_open(str(files[0]), framework="pt") as fh:
+            meta = json.loads(fh.metadata()["spindoctor_probe"])
+        assert [m["split"] for m in meta] == ["id", "ood"] and meta[0]["step"] == step
+    first = AutoModelForCausalLM.from_pretrained(out / "checkpoint-0")
+    last = AutoModelForCausalLM.from_pretrained(out / "checkpoint-4")
+    assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), last.parameters(), strict=True))
+    assert (out / "config.yaml").exists() and (out / "done.json").exists()
+    losses = [r["loss"] for r in read_jsonl(out / "train.jsonl")]
+    assert losses and all(x == x for x in losses)
+    with pytest.raises(UserError):
+        run_sft(cfg, say=lambda s: None)  # refuses to overwrite a run
