@@ -39,6 +39,14 @@ def _register() -> None:
     from spindoctor.toy.cli import app as toy_app
 
     app.add_typer(toy_app, name="toy")
+    from spindoctor.restore.cli import restore, sweep_app
+
+    app.command(name="restore")(restore)
+    app.add_typer(sweep_app, name="sweep")
+    from spindoctor.study.cli import report, study
+
+    app.command(name="study")(study)
+    app.command(name="report")(report)
     from spindoctor.training.rl_cli import rl as rl_command
 
     app.command(name="rl")(rl_command)

@@ -1,0 +1,95 @@
+"""Read a study's run directory into the numbers the report shows (no computation of new results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from spindoctor.io import read_jsonl
+
+# spec/findings.md, "Published numbers (Figure 1)"; accuracies in percent.
+PUBLISHED = [
+    {"model": "Qwen-2.5-7B", "stage": "SFT, OOD peak", "id_acc": 26.07, "ood_acc": 19.67},
+    {"model": "Qwen-2.5-7B", "stage": "SFT, end", "id_acc": 43.59, "ood_acc": 17.09},
+    {"model": "Qwen-2.5-7B", "stage": "RL after SFT", "id_acc": 40.60, "ood_acc": 19.66},
+    {"model": "Llama-3.2-11B", "stage": "SFT, OOD peak", "id_acc": 24.79, "ood_acc": 17.52},
+    {"model": "Llama-3.2-11B", "stage": "SFT, end", "id_acc": 68.38, "ood_acc": 8.97},
+    {"model": "Llama-3.2-11B", "stage": "RL after SFT", "id_acc": 71.79, "ood_acc": 16.24},
+]
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def probe_points(metrics: Path, stage: str | None = None) -> list[dict]:
+    """Join a metrics.jsonl's ID and OOD probe rows by step: [{step, id_acc, id_acc_se, id_loss, ood_...}]."""
+    if not metrics.exists():
+        return []
+    by_step: dict[int, dict] = {}
+    for row in read_jsonl(metrics):
+        if row.get("split") not in ("id", "ood") or row.get("acc") is None:
+            continue
+        if stage and row.get("stage") != stage:
+            continue
+        point = by_step.setdefault(int(row["step"]), {"step": int(row["step"])})
+        for key in ("acc", "acc_se", "loss", "n", "values_acc", "well_formed"):
+            point[f"{row['split']}_{key}"] = row.get(key)
+    return [p for _, p in sorted(by_step.items())]
+
+
+def _at(points: list[dict], step: int) -> dict | None:
+    return next((p for p in points if p["step"] == step), None)
+
+
+def figure1_rows(run: Path, selection: dict | None, sft: list[dict], rl: dict[str, list[dict]]) -> list[dict]:
+    """Base, OOD peak, SFT end, and RL from each start: ID/OOD accuracy +- SE (fractions)."""
+    rows = []
+
+    def add(label: str, point: dict | None, step: int | None, note: str = "") -> None:
+        if point:
+            rows.append({"model": label, "step": step, "note": note,
+                         **{k: point.get(k) for k in ("id_acc", "id_acc_se", "ood_acc", "ood_acc_se", "id_loss", "ood_loss")}})
+
+    if sft:
+        add("base (SFT step 0)", _at(sft, 0) or sft[0], sft[0]["step"])
+    if selection:
+        for name, label in (("peak", "SFT, OOD peak"), ("middle", "SFT, middle"), ("end", "SFT, end")):
+            step = selection[name]["step"]
+            add(label, _at(sft, step), step)
+    for start, points in rl.items():
+        if points:
+            add(f"RL from SFT {start}", points[-1], points[-1]["step"], note=f"{points[-1]['step']} RL steps")
+    return rows
+
+
+def load_run(run: str | Path) -> dict:
+    """Everything the report needs, read from the run directory; missing stages give empty parts."""
+    run = Path(run)
+    markers = {p.stem: json.loads(p.read_text()) for p in sorted((run / ".stages").glob("*.json"))}
+    selection = _json(run / "sft" / "selection.json")
+    sft = probe_points(run / "sft" / "metrics.jsonl")
+    rl = {d.name: probe_points(d / "metrics.jsonl") for d in sorted((run / "rl").glob("*")) if d.is_dir()}
+    drift = {}
+    for d in sorted((run / "drift").glob("*__*")):
+        metrics = _json(d / "metrics.json")
+        if metrics:
+            drift[d.name] = {"dir": d, "metrics": metrics}
+    sweeps = {d.name: {"dir": d, **(_json(d / "sweep.json") or {})} for d in sorted((run / "restore").glob("*"))
+              if (d / "sweep.json").exists()}
+    config_path = run / "config.yaml"
+    return {
+        "run": run,
+        "config": yaml.safe_load(config_path.read_text()) if config_path.exists() else {},
+        "markers": markers,
+        "selection": selection,
+        "sft": sft,
+        "rl": rl,
+        "drift": drift,
+        "sweeps": sweeps,
+        "toy": _json(run / "toy" / "toy.json"),
+        "figure1": figure1_rows(run, selection, sft, rl),
+        "published": PUBLISHED,
+    }

@@ -1,0 +1,129 @@
+"""Triage: which row of the operator's playbook (spec/findings.md) this run's numbers point to.
+
+Every sentence is built from numbers measured in this run; where a number is
+missing the corresponding check says so instead of guessing. A difference
+counts as real when it exceeds ``Z`` combined standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+
+Z = 2.0
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _diff_z(a: dict, b: dict, split: str) -> float | None:
+    pa, pb = a.get(f"{split}_acc"), b.get(f"{split}_acc")
+    sa, sb = a.get(f"{split}_acc_se") or 0.0, b.get(f"{split}_acc_se") or 0.0
+    if pa is None or pb is None:
+        return None
+    se = math.sqrt(sa * sa + sb * sb)
+    return (pa - pb) / se if se > 0 else (math.inf if pa != pb else 0.0)
+
+
+def _row(fig1: list[dict], prefix: str) -> dict | None:
+    return next((r for r in fig1 if r["model"].startswith(prefix)), None)
+
+
+def recoverability_rows(data: dict) -> list[dict]:
+    """Per RL start: SFT step, ID/OOD before (SFT checkpoint) and after RL."""
+    sel, sft, out = data.get("selection") or {}, data.get("sft") or [], []
+    for start, points in (data.get("rl") or {}).items():
+        if start not in sel or not points:
+            continue
+        step = sel[start]["step"]
+        before = next((p for p in sft if p["step"] == step), None)
+        if before is None:
+            continue
+        after = points[-1]
+        out.append({"start": start, "sft_step": step, "rl_steps": after["step"],
+                    "id_before": before.get("id_acc"), "id_after": after.get("id_acc"),
+                    "ood_before": before.get("ood_acc"), "ood_after": after.get("ood_acc"),
+                    "ood_after_se": after.get("ood_acc_se"), "ood_before_se": before.get("ood_acc_se")})
+    return sorted(out, key=lambda r: r["sft_step"])
+
+
+def _sweep_best(sweep: dict | None, key: str = "ood_recovered") -> dict | None:
+    rows = [r for r in (sweep or {}).get("rows", []) if r.get("kind") != "baseline" and r.get(key) is not None]
+    return max(rows, key=lambda r: r[key]) if rows else None
+
+
+def triage(data: dict) -> list[dict]:
+    """A list of {symptom, evidence, action, applies} in playbook order."""
+    fig1, out = data.get("figure1") or [], []
+    peak, end = _row(fig1, "SFT, OOD peak"), _row(fig1, "SFT, end")
+    if peak and end:
+        ood_z, id_z = _diff_z(peak, end, "ood"), _diff_z(end, peak, "id")
+        applies = ood_z is not None and ood_z >= Z and (id_z or 0) > 0
+        out.append({
+            "symptom": "ID up, OOD down",
+            "applies": applies,
+            "evidence": (f"OOD peaked at step {peak['step']} at {_pct(peak['ood_acc'])} and ended at "
+                         f"{_pct(end['ood_acc'])} ({ood_z:+.1f} SE) while ID went {_pct(peak['id_acc'])} -> "
+                         f"{_pct(end['id_acc'])}."),
+            "action": (f"Stop SFT or branch at step {peak['step']} (the OOD peak)." if applies else
+                       "No OOD decline larger than 2 SE: no need to stop early on this evidence."),
+        })
+    ranks, layers = data.get("sweeps", {}).get("ranks"), data.get("sweeps", {}).get("layers")
+    best_rank, best_layer = _sweep_best(ranks), _sweep_best(layers)
+    if best_rank or best_layer:
+        parts = []
+        if best_rank:
+            parts.append(f"restoring {best_rank['point']} directions of every layer recovers "
+                         f"{100 * best_rank['ood_recovered']:.0f}% of the lost OOD accuracy "
+                         f"(OOD {_pct(best_rank['ood_acc'])}, ID {_pct(best_rank['id_acc'])})")
+        if best_layer:
+            parts.append(f"the best layer block ({best_layer['point']}) recovers "
+                         f"{100 * best_layer['ood_recovered']:.0f}% (ID {_pct(best_layer['id_acc'])})")
+        helps = any(b and b["ood_recovered"] > 0 for b in (best_rank, best_layer))
+        out.append({
+            "symptom": "OOD lost after full SFT",
+            "applies": helps,
+            "evidence": "; ".join(parts) + ".",
+            "action": ("Try that restoration before RL; check the ID cost in the sweep table." if helps else
+                       "Directional restoration did not win back OOD accuracy here; do not rely on it."),
+        })
+    rec = recoverability_rows(data)
+    if rec:
+        gains = {r["start"]: (r["ood_after"] or 0) - (r["ood_before"] or 0) for r in rec}
+        best = max(rec, key=lambda r: r["ood_after"] or 0)
+        evidence = "; ".join(f"RL from {r['start']} (SFT step {r['sft_step']}): OOD {_pct(r['ood_before'])} -> "
+                             f"{_pct(r['ood_after'])} ({100 * gains[r['start']]:+.1f} pp)" for r in rec)
+        end_rec = next((r for r in rec if r["start"] == "end"), None)
+        earlier_better = end_rec is not None and best["start"] != "end" and \
+            (best["ood_after"] or 0) > (end_rec["ood_after"] or 0)
+        out.append({
+            "symptom": "RL restores too little",
+            "applies": earlier_better,
+            "evidence": evidence + ".",
+            "action": (f"Start RL from the {best['start']} checkpoint (SFT step {best['sft_step']}): it ends with "
+                       f"the highest OOD accuracy." if earlier_better else
+                       f"RL from the {best['start']} checkpoint ends highest in OOD; the end checkpoint is not "
+                       f"worse than the earlier starts on this evidence."),
+        })
+    sft = data.get("sft") or []
+    losses = [(p["step"], p["ood_loss"]) for p in sft if p.get("ood_loss") is not None]
+    if losses and peak:
+        low_step, low = min(losses, key=lambda t: t[1])
+        out.append({
+            "symptom": "tight budget",
+            "applies": True,
+            "evidence": (f"The OOD loss proxy was lowest at step {low_step} ({low:.3f} nats/token); the OOD "
+                         f"accuracy peak was at step {peak['step']}."),
+            "action": "Use the OOD loss proxy (no generation needed) to place checkpoints before paying for "
+                      "rollouts; shallow or low-rank restoration is the cheapest triage.",
+        })
+    if data.get("selection"):
+        sel = data["selection"]
+        out.append({
+            "symptom": "reliability needed",
+            "applies": True,
+            "evidence": f"Checkpoints kept: OOD peak (step {sel['peak']['step']}), middle (step "
+                        f"{sel['middle']['step']}), end (step {sel['end']['step']}); curve shape: {sel.get('shape')}.",
+            "action": "Keep all three; track ID and OOD through RL (the metrics.jsonl of every rl/ run).",
+        })
+    return out

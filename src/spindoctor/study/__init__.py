@@ -1,0 +1,1 @@
+"""The study: one command from base model to an HTML report of every finding."""

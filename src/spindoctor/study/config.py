@@ -1,0 +1,167 @@
+"""The study's typed config: one model, every stage's settings, saved with the run.
+
+Each stage's own config model (PretrainConfig, SFTRunConfig, PPOConfig,
+DriftConfig, SweepConfig, ProbeConfig) stays the only source of that stage's
+defaults: the study config names a preset and holds overrides, and
+:func:`validate_stages` builds every stage config at startup so a bad option is
+rejected before any work starts (DESIGN.md, principle 7).
+
+Shipped presets live in ``spindoctor/configs/<name>.yaml``; ``--config`` also
+takes a path to a YAML file. ``--quick`` deep-merges the file's ``quick:``
+section over the rest: a miniature of every stage, for tests and smoke runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spindoctor.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+STARTS = ("peak", "middle", "end")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BaseStage(_Strict):
+    path: str | None = Field(None, description="existing HF checkpoint folder; None: pretrain the organism")
+    pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig overrides (organism)")
+
+
+class SFTStage(_Strict):
+    preset: str = Field("organism", description="SFT preset: organism or chat")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="SFTRunConfig overrides")
+
+
+class SelectStage(_Strict):
+    overrides: dict[str, Any] = Field(default_factory=dict, description="selection settings overrides")
+
+
+class RLStage(_Strict):
+    algo: Literal["ppo", "grpo"] = Field("ppo", description="ppo (the paper's RL) or grpo")
+    preset: Literal["organism", "reference"] = Field("organism", description="RL preset")
+    starts: list[Literal["peak", "middle", "end"]] = Field(default_factory=lambda: list(STARTS),
+                                                           description="SFT checkpoints RL starts from")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="PPOConfig / GRPORunConfig overrides")
+
+
+class DriftStage(_Strict):
+    matrices: str = Field("paper", description="matrix preset of the drift engine")
+    k: list[float | int] = Field(default_factory=lambda: [0.25, 0.5, 1.0], description="top-k subspace sizes")
+    dtype: Literal["float32", "float64"] = Field("float32", description="factorisation dtype")
+
+
+class SweepStage(_Strict):
+    reference: Literal["peak", "base"] = Field(
+        "peak", description="restore towards the OOD-peak SFT checkpoint (authors' scripts) or the base (article)")
+    matrices: str = Field("linear", description="matrix preset restored")
+    blocks: int = Field(4, ge=1, description="layer blocks of the layer and impose sweeps")
+    ks: list[float | int] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0], description="rank sweep k_top")
+    impose_start: Literal["peak", "middle", "end"] = Field("end", description="RL run whose model gets SFT directions")
+    probe: dict[str, Any] = Field(default_factory=dict, description="ProbeConfig overrides for sweep points")
+
+
+class StudyConfig(_Strict):
+    """The whole study. Saved as ``config.yaml`` in the run directory before any stage runs."""
+
+    name: str = Field("organism", description="preset name, for the report")
+    seed: int = Field(0, description="seeds pretraining, SFT data and RL")
+    probe: dict[str, Any] = Field(default_factory=dict, description="ProbeConfig overrides for SFT/RL/baselines")
+    base: BaseStage = Field(default_factory=BaseStage)
+    sft: SFTStage = Field(default_factory=SFTStage)
+    select: SelectStage = Field(default_factory=SelectStage)
+    rl: RLStage = Field(default_factory=RLStage)
+    drift: DriftStage = Field(default_factory=DriftStage)
+    sweeps: SweepStage = Field(default_factory=SweepStage)
+    threads: int = Field(2, ge=1, description="torch CPU threads")
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` recursively (dicts merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def config_path(name_or_path: str) -> Path:
+    """A shipped preset name (``organism``) or a YAML path -> the file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise UserError(f"config file not found: {candidate}")
+        return candidate
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise UserError(f"unknown config {name_or_path!r}; shipped presets: {names}; or pass a .yaml path")
+    return shipped
+
+
+def load_study_config(name_or_path: str = "organism", quick: bool = False) -> StudyConfig:
+    """Read a preset or YAML file, apply ``quick:`` when asked, validate every stage."""
+    path = config_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a mapping of study settings")
+    quick_over = raw.pop("quick", {}) or {}
+    if quick:
+        raw = deep_merge(raw, quick_over)
+    try:
+        cfg = StudyConfig(**raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"{path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    validate_stages(cfg)
+    return cfg
+
+
+def validate_stages(cfg: StudyConfig) -> None:
+    """Build every stage's own config once, so bad options fail at startup, in one place."""
+    from spindoctor.models.organism_pretrain import PretrainConfig
+    from spindoctor.probes import ProbeConfig
+    from spindoctor.spectral.run import DriftConfig
+
+    checks = {
+        "probe": lambda: ProbeConfig(**cfg.probe),
+        "sweeps.probe": lambda: ProbeConfig(**deep_merge(cfg.probe, cfg.sweeps.probe)),
+        "base.pretrain": lambda: PretrainConfig(**{"seed": cfg.seed, **cfg.base.pretrain}),
+        "drift": lambda: DriftConfig(matrices=cfg.drift.matrices, k=cfg.drift.k, dtype=cfg.drift.dtype),
+        "sft.overrides": lambda: sft_config(cfg, "base", "out"),
+        "rl.overrides": lambda: rl_config(cfg),
+    }
+    for where, build in checks.items():
+        try:
+            build()
+        except (ValidationError, ValueError, TypeError) as exc:
+            first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
+            loc = ".".join(str(p) for p in first["loc"])
+            raise UserError(f"config {where}{'.' + loc if loc else ''}: {first['msg']}") from None
+
+
+def sft_config(cfg: StudyConfig, base: str | Path, out: str | Path):
+    """The SFTRunConfig of this study (preset, overrides, the study's seed and probes)."""
+    from spindoctor.training.sft import resolve_config
+
+    overrides = dict(cfg.sft.overrides)
+    probe = deep_merge(cfg.probe, overrides.pop("probe", {}))
+    return resolve_config(cfg.sft.preset, base=str(base), out=str(out), seed=cfg.seed, threads=cfg.threads,
+                          probe=probe, **overrides)
+
+
+def rl_config(cfg: StudyConfig):
+    """The PPOConfig / GRPORunConfig of this study."""
+    from spindoctor.training.rl_cli import Algo, Preset, build_config
+
+    overrides = {"seed": cfg.seed, **cfg.rl.overrides}
+    overrides["probe"] = deep_merge(cfg.probe, overrides.get("probe", {}))
+    return build_config(Algo(cfg.rl.algo), Preset(cfg.rl.preset), None, overrides)

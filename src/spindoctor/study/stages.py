@@ -1,0 +1,184 @@
+"""The study's stages. Each reads earlier stages' files and writes its own (DESIGN.md run directory).
+
+A stage is a function ``stage(ctx) -> dict`` (its summary, kept in its marker).
+It is only called when its marker is missing; a stage interrupted half-way is
+called again and picks up what it can: RL resumes from its last checkpoint,
+drift and sweeps reuse the factorisation cache, the rest start over (they
+write their outputs atomically, so nothing half-written is ever read).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from spindoctor.errors import UserError
+from spindoctor.io import atomic_write_json
+from spindoctor.study.config import StudyConfig, deep_merge, rl_config, sft_config
+
+
+@dataclass
+class Context:
+    """What every stage gets: the config, the run folder, and a printer."""
+
+    cfg: StudyConfig
+    run: Path
+    progress: bool = True
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(text, highlight=False)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.run / ".cache" / "svd"
+
+    def base_dir(self) -> Path:
+        pointer = self.run / "base" / "pointer.json"
+        if pointer.exists():
+            return Path(json.loads(pointer.read_text())["path"])
+        return self.run / "base"
+
+    def selection(self) -> dict:
+        path = self.run / "sft" / "selection.json"
+        if not path.exists():
+            raise UserError(f"{path} is missing: run the select stage first")
+        return json.loads(path.read_text())
+
+    def sft_checkpoint(self, label: str) -> Path:
+        entry = self.selection()[label]
+        return Path(entry.get("path") or self.run / "sft" / f"checkpoint-{entry['step']}")
+
+    def rl_final(self, label: str) -> Path | None:
+        """The last RL checkpoint started from ``label`` (None when that run does not exist)."""
+        ckpts = sorted((self.run / "rl" / label).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        return ckpts[-1] if ckpts else None
+
+
+def stage_base(ctx: Context) -> dict:
+    """Pretrain the organism into base/, or point at an existing checkpoint."""
+    from spindoctor.models.organism_pretrain import PretrainConfig, pretrain
+
+    out = ctx.run / "base"
+    if ctx.cfg.base.path:
+        folder = Path(ctx.cfg.base.path)
+        if not (folder / "config.json").exists():
+            raise UserError(f"base.path {folder} is not a Hugging Face checkpoint folder")
+        atomic_write_json(out / "pointer.json", {"path": str(folder.resolve())})
+        return {"path": str(folder.resolve()), "pretrained": False}
+    shutil.rmtree(out, ignore_errors=True)  # a half-written base from a killed run
+    cfg = PretrainConfig(**{"seed": ctx.cfg.seed, "threads": ctx.cfg.threads, **ctx.cfg.base.pretrain})
+    summary = pretrain(cfg, out, progress=ctx.progress)
+    return {"path": str(out), "pretrained": True, "steps": summary["steps"],
+            "final_loss_ema": summary["final_loss_ema"], "parameters": summary["parameters"]}
+
+
+def stage_sft(ctx: Context) -> dict:
+    """SFT on the ID rule with ID/OOD probes and a checkpoint at every probe step."""
+    from spindoctor.training.sft import run_sft
+
+    out = ctx.run / "sft"
+    shutil.rmtree(out, ignore_errors=True)  # SFT restarts whole: it takes minutes on the organism
+    summary = run_sft(sft_config(ctx.cfg, ctx.base_dir(), out), say=ctx.say if ctx.progress else (lambda *_: None))
+    return {k: summary[k] for k in ("steps", "seconds", "examples") if k in summary}
+
+
+def stage_select(ctx: Context) -> dict:
+    """OOD peak, middle and end checkpoints -> sft/selection.json."""
+    from spindoctor.training.select import select_run
+
+    sel = select_run(ctx.run / "sft", **ctx.cfg.select.overrides)
+    return {name: sel[name]["step"] for name in ("peak", "middle", "end")} | {"shape": sel.get("shape")}
+
+
+def stage_rl(ctx: Context) -> dict:
+    """RL from each selected SFT checkpoint into rl/<start>/ (resumes a half-finished run)."""
+    import torch
+
+    if ctx.cfg.rl.algo == "ppo":
+        from spindoctor.training.ppo import train
+    else:
+        from spindoctor.training.grpo import train
+    cfg = rl_config(ctx.cfg)
+    torch.set_num_threads(ctx.cfg.threads)
+    out = {}
+    for label in ctx.cfg.rl.starts:
+        ctx.say(f"RL ({ctx.cfg.rl.algo}) from the SFT {label} checkpoint")
+        summary = train(cfg, ctx.sft_checkpoint(label), ctx.run / "rl" / label, resume=True,
+                        show_progress=ctx.progress)
+        out[label] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
+    return out
+
+
+def drift_pairs(ctx: Context) -> list[tuple[str, Path, str, Path]]:
+    """(ref label, ref, tuned label, tuned): base vs peak/end/RL, SFT end vs RL from the end."""
+    pairs = [("base", ctx.base_dir(), "sft-peak", ctx.sft_checkpoint("peak")),
+             ("base", ctx.base_dir(), "sft-end", ctx.sft_checkpoint("end"))]
+    for label in ctx.cfg.rl.starts:
+        final = ctx.rl_final(label)
+        if final is not None:
+            pairs.append(("base", ctx.base_dir(), f"rl-{label}", final))
+            pairs.append((f"sft-{label}", ctx.sft_checkpoint(label), f"rl-{label}", final))
+    return pairs
+
+
+def stage_drift(ctx: Context) -> dict:
+    """Spectral drift for each pair into drift/<ref>__<tuned>/."""
+    from spindoctor.spectral.run import DriftConfig, drift
+
+    cfg = DriftConfig(matrices=ctx.cfg.drift.matrices, k=ctx.cfg.drift.k, dtype=ctx.cfg.drift.dtype,
+                      cache_dir=ctx.cache_dir, device="auto")
+    out = {}
+    for ref_label, ref, tuned_label, tuned in drift_pairs(ctx):
+        name = f"{ref_label}__{tuned_label}"
+        ctx.say(f"drift {name}")
+        result = drift(ref, tuned, cfg)
+        result.save(ctx.run / "drift" / name)
+        out[name] = result.summary.get("overall", {}) if isinstance(result.summary, dict) else {}
+    return {"pairs": sorted(out)}
+
+
+def stage_sweeps(ctx: Context) -> dict:
+    """Layer and rank restoration sweeps (SFT end towards the reference), and impose on RL."""
+    from spindoctor.probes import ProbeConfig
+    from spindoctor.restore.run import SweepConfig, run_sweep
+
+    s = ctx.cfg.sweeps
+    probe = ProbeConfig(**deep_merge(ctx.cfg.probe, s.probe))
+    ref = ctx.base_dir() if s.reference == "base" else ctx.sft_checkpoint("peak")
+    common = {"matrices": s.matrices, "blocks": s.blocks, "probe": probe, "cache_dir": str(ctx.cache_dir)}
+    out = {}
+    jobs = [("layers", ref, ctx.sft_checkpoint("end"), {}),
+            ("ranks", ref, ctx.sft_checkpoint("end"), {"ks": s.ks})]
+    rl_model = ctx.rl_final(s.impose_start)
+    if rl_model is not None:
+        jobs.append(("impose", ctx.sft_checkpoint(s.impose_start), rl_model, {}))
+    for kind, a, b, extra in jobs:
+        ctx.say(f"{kind} sweep: {b.relative_to(ctx.run) if b.is_relative_to(ctx.run) else b}")
+        cfg = SweepConfig(kind=kind, ref=str(a), tuned=str(b), **common, **extra)
+        record = run_sweep(cfg, ctx.run / "restore" / kind, progress=ctx.progress)
+        out[kind] = len(record["rows"])
+    return {"points": out, "reference": s.reference}
+
+
+def stage_toy(ctx: Context) -> dict:
+    """The rotation toy into toy/."""
+    from spindoctor.toy.cli import run_toy
+
+    numbers = run_toy(ctx.run / "toy", seed=ctx.cfg.seed)
+    return numbers["fine_tune"]
+
+
+def stage_report(ctx: Context) -> dict:
+    """report/index.html, summary.md and the tables."""
+    from spindoctor.report.build import build_report
+
+    return build_report(ctx.run)
+
+
+STAGES = [("base", stage_base), ("sft", stage_sft), ("select", stage_select), ("rl", stage_rl),
+          ("drift", stage_drift), ("sweeps", stage_sweeps), ("toy", stage_toy), ("report", stage_report)]

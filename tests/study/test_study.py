@@ -1,0 +1,88 @@
+"""The quick study end to end: every stage, the report, and resuming."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from spindoctor.report.build import build_report
+from spindoctor.study.config import load_study_config
+from spindoctor.study.pipeline import marker, run_study
+from spindoctor.study.stages import STAGES
+
+STAGE_NAMES = [name for name, _ in STAGES]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("study") / "quick"
+    markers = run_study(load_study_config("organism", quick=True), run, progress=False)
+    return run, markers
+
+
+def test_every_stage_finishes_and_leaves_its_outputs(quick_run):
+    run, markers = quick_run
+    assert list(markers) == STAGE_NAMES
+    for path in ["config.yaml", "base/model.safetensors", "sft/metrics.jsonl", "sft/selection.json",
+                 "rl/peak/metrics.jsonl", "rl/end/metrics.jsonl", "drift/base__sft-end/metrics.json",
+                 "drift/sft-end__rl-end/per_matrix.csv", "restore/layers/sweep.csv", "restore/ranks/sweep.json",
+                 "restore/impose/sweep.png", "toy/toy.png", "report/index.html", "report/summary.md",
+                 "report/tables/figure1.csv"]:
+        assert (run / path).exists(), path
+
+
+def test_report_shows_every_section_with_numbers(quick_run):
+    run, _ = quick_run
+    html = (run / "report" / "index.html").read_text()
+    for section in ["Triage", "Figure 1", "Figure 2", "Figures 3-4", "Figure 5", "Figure 6", "Figure 7",
+                    "RL recoverability", "rotation toy", "Glossary", "Limits", "Published"]:
+        assert section in html, section
+    assert html.count("data:image/png;base64,") >= 8  # self-contained figures
+    figure1 = (run / "report" / "tables" / "figure1.csv").read_text().splitlines()
+    assert figure1[0].startswith("model,") and any("RL from SFT end" in line for line in figure1)
+
+
+def test_rerun_skips_finished_stages(quick_run):
+    run, markers = quick_run
+    again = run_study(load_study_config("organism", quick=True), run, progress=False)
+    assert again == markers
+
+
+def test_a_missing_marker_reruns_only_that_stage(quick_run):
+    run, markers = quick_run
+    marker(run, "toy").unlink()
+    shutil.rmtree(run / "toy")
+    again = run_study(load_study_config("organism", quick=True), run, progress=False)
+    assert (run / "toy" / "toy.png").exists()
+    assert again["toy"]["finished"] >= markers["toy"]["finished"]
+    assert all(again[s] == markers[s] for s in STAGE_NAMES if s != "toy")
+
+
+def test_a_different_config_is_refused(quick_run, tmp_path):
+    from spindoctor.errors import UserError
+
+    run, _ = quick_run
+    cfg = load_study_config("organism", quick=True).model_copy(update={"seed": 99})
+    with pytest.raises(UserError, match="different config"):
+        run_study(cfg, run, progress=False)
+
+
+def test_report_command_rebuilds(quick_run):
+    run, _ = quick_run
+    result = build_report(run)
+    assert json.dumps(result) and (run / "report" / "index.html").stat().st_size > 10_000
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+def test_report_renders_in_headless_chromium(quick_run, tmp_path):
+    run, _ = quick_run
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'u'}",
+                    "--window-size=1100,3000", f"--screenshot={shot}", (run / "report" / "index.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20_000
