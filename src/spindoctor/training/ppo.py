@@ -35,7 +35,7 @@ from spindoctor.errors import UserError
 from spindoctor.game.deal import DEFAULT_PROBE_FRACTION, Hand, deal_hands
 from spindoctor.game.episodes import feedback_text, judge_response
 from spindoctor.game.formats import render_prompt
-from spindoctor.io import append_jsonl, atomic_write_json
+from spindoctor.io import atomic_write_json
 from spindoctor.training import rl_common as common
 from spindoctor.training.rl_math import (
     action_logprob,
@@ -45,7 +45,6 @@ from spindoctor.training.rl_math import (
     gae,
     kl_to_reference,
     mean_var_from_moments,
-    prefix_token_weights,
     whiten,
 )
 
@@ -201,15 +200,6 @@ def generate(policy, tokenizer, texts: list[str], cfg: PPOConfig, value_head: nn
     return prompts, responses, values
 
 
-def token_weights(tokenizer, response_ids: list[int], text: str, cfg: PPOConfig) -> list[float]:
-    """``prefix_weight`` on tokens before the formula, 1 after (character ends from per-token decoding)."""
-    ends, total = [], 0
-    for piece in tokenizer.batch_decode([[t] for t in response_ids], skip_special_tokens=True):
-        total += len(piece)
-        ends.append(total)
-    return prefix_token_weights(ends, common.formula_start(cfg.fmt, text), cfg.prefix_weight)
-
-
 def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: RewardFn, value_head=None):
     """Play one revision episode per hand, all hands batched turn by turn.
 
@@ -228,7 +218,7 @@ def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: Rew
         for i, p_ids, r_ids, value in zip(active, prompts, responses, values, strict=True):
             text = tokenizer.decode(r_ids, skip_special_tokens=True)
             reward, correct, feedback = reward_fn(hands[i], text)
-            weights = token_weights(tokenizer, r_ids, text, cfg)
+            weights = common.token_weights(tokenizer, r_ids, common.formula_start(cfg.fmt, text), cfg.prefix_weight)
             transitions.append(Transition(p_ids, r_ids, weights, i, turn, float(reward), value_old=value))
             convs[i].append({"role": "assistant", "content": text})
             success[i] = success[i] or correct
@@ -448,7 +438,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
             assign_advantages(transitions, cfg, acc)
             model.train()
             stats, opt_step = ppo_update(model, run.optimizer, acc, transitions, cfg, step, opt_step, tokenizer.pad_token_id)
-            last = log_step(acc, out, step, transitions, success, stats, time.perf_counter() - t0)
+            last = common.log_step(acc, out, step, transitions, success, stats, time.perf_counter() - t0)
             progress.update(task, advance=1, description=f"ppo reward {last['reward_first_turn']:+.2f}")
             if step == cfg.steps or (cfg.probe_every and step % cfg.probe_every == 0):
                 if cfg.probe_every and acc.is_main_process:
@@ -459,22 +449,3 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
         atomic_write_json(out / "done.json", {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
     acc.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last, "replica_max_abs_diff": spread}
-
-
-def log_step(accelerator, out: Path, step: int, transitions, success, stats: dict, seconds: float) -> dict:
-    """Reduce rollout statistics over processes and append one row to train.jsonl."""
-    first = [t.reward for t in transitions if t.turn == 0]
-    sums = torch.tensor(
-        [len(first), sum(first), sum(success), len(transitions), sum(t.reward for t in transitions)],
-        dtype=torch.float64, device=accelerator.device,
-    )
-    n_eps, r_first, n_success, n_samples, r_all = accelerator.reduce(sums, "sum").tolist()
-    row = {
-        "stage": "rl", "algo": "ppo", "step": step, "episodes": int(n_eps), "samples": int(n_samples),
-        "reward_first_turn": r_first / n_eps, "reward_mean": r_all / n_samples, "success": n_success / n_eps,
-        **{k: round(v, 6) for k, v in stats.items()}, "seconds": round(seconds, 3),
-        "samples_per_s": round(n_samples / seconds, 3),
-    }
-    if accelerator.is_main_process:
-        append_jsonl(out / "train.jsonl", row)
-    return row

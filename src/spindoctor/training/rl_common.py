@@ -26,6 +26,7 @@ from spindoctor.io import (
     atomic_write_text,
     read_jsonl,
 )
+from spindoctor.training.rl_math import prefix_token_weights
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _PAPER_FORMULA_KEY = re.compile(r"""["']formula["']""")
@@ -73,6 +74,19 @@ def formula_start(fmt: FormatName, response: str) -> int | None:
 
 
 # ---------------------------------------------------------------- batches
+def token_weights(tokenizer: Any, response_ids: list[int], formula_at: int | None, weight: float) -> list[float]:
+    """Per-token weights of a response: ``weight`` before the formula, 1 from it on.
+
+    Token end offsets come from decoding each token alone (exact for the
+    character organism, approximate for byte-level BPE around multi-byte characters).
+    """
+    ends, total = [], 0
+    for piece in tokenizer.batch_decode([[t] for t in response_ids], skip_special_tokens=True):
+        total += len(piece)
+        ends.append(total)
+    return prefix_token_weights(ends, formula_at, weight)
+
+
 def collate(batch: list, pad_id: int, device) -> dict:
     """Tensors of a batch of PPO transitions: prompts left-padded and responses right-padded,
     so every prompt ends in the same column (where the value head reads)."""
@@ -227,3 +241,25 @@ def load_optimizer(optimizer: Any, folder: Path) -> None:
         state.setdefault(int(pid), {})[name] = tensor
     groups = json.loads((folder / "optimizer.json").read_text())["param_groups"]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ---------------------------------------------------------------- logging
+def log_step(accelerator, out: Path, step: int, transitions, success, stats: dict, seconds: float) -> dict:
+    """Reduce PPO rollout statistics over processes and append one row to train.jsonl."""
+    import torch
+
+    first = [t.reward for t in transitions if t.turn == 0]
+    sums = torch.tensor(
+        [len(first), sum(first), sum(success), len(transitions), sum(t.reward for t in transitions)],
+        dtype=torch.float64, device=accelerator.device,
+    )
+    n_eps, r_first, n_success, n_samples, r_all = accelerator.reduce(sums, "sum").tolist()
+    row = {
+        "stage": "rl", "algo": "ppo", "step": step, "episodes": int(n_eps), "samples": int(n_samples),
+        "reward_first_turn": r_first / n_eps, "reward_mean": r_all / n_samples, "success": n_success / n_eps,
+        **{k: round(v, 6) for k, v in stats.items()}, "seconds": round(seconds, 3),
+        "samples_per_s": round(n_samples / seconds, 3),
+    }
+    if accelerator.is_main_process:
+        append_jsonl(out / "train.jsonl", row)
+    return row
