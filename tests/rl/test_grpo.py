@@ -12,7 +12,8 @@ from spindoctor.training.grpo import GRPORunConfig, train
 
 def test_grpo_runs_a_few_steps(tiny_ckpt, tmp_path):
     cfg = GRPORunConfig(fmt="compact", steps=2, prompts_per_step=4, num_generations=2, temperature=1.0,
-                        max_new_tokens=8, lr=1e-3, max_grad_norm=1.0, probe_every=0)
+                        max_new_tokens=8, lr=1e-3, max_grad_norm=1.0, probe_every=2,
+                        probe={"n": 4, "batch_size": 4})
     out = tmp_path / "grpo"
     summary = train(cfg, tiny_ckpt, out, show_progress=False)
     rows = read_jsonl(out / "train.jsonl")
@@ -23,5 +24,7 @@ def test_grpo_runs_a_few_steps(tiny_ckpt, tmp_path):
     end = load_file(str(out / "checkpoint-2" / "model.safetensors"))
     assert set(start) == set(end)
     assert any(not (start[k] == end[k]).all() for k in start)
+    probes = read_jsonl(out / "metrics.jsonl")
+    assert [(r["step"], r["split"]) for r in probes] == [(0, "id"), (0, "ood"), (2, "id"), (2, "ood")]
     # a finished run is not repeated
     assert train(cfg, tiny_ckpt, out, show_progress=False).get("skipped") is True

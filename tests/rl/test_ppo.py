@@ -109,6 +109,15 @@ def test_values_read_during_generation_match_the_training_forward(tiny_ckpt):
     assert values.tolist() == pytest.approx([t.value_old for t in transitions], abs=1e-5)
 
 
+def test_probes_land_in_metrics_jsonl(tiny_ckpt, tmp_path):
+    cfg = PPOConfig(**{**TINY, "steps": 1, "probe_every": 1, "probe": {"n": 4, "batch_size": 4}})
+    train(cfg, tiny_ckpt, tmp_path / "run", show_progress=False)
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [(r["stage"], r["step"], r["split"]) for r in rows] == [
+        ("rl", 0, "id"), ("rl", 0, "ood"), ("rl", 1, "id"), ("rl", 1, "ood")]
+    assert all(r["n"] == 4 and 0.0 <= r["acc"] <= 1.0 and math.isfinite(r["loss"]) for r in rows)
+
+
 def test_resume_after_interruption_repeats_the_run(tiny_ckpt, tmp_path, fake_probes):
     cfg = PPOConfig(**{**TINY, "probe_every": 1, "steps": 3})
     out = tmp_path / "run"
