@@ -43,7 +43,7 @@ class GRPORunConfig(BaseModel):
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference (reference: off)")
     lr: float = Field(1e-6, gt=0, description="Adam learning rate, cosine")
     max_grad_norm: float = Field(0.01, gt=0, description="gradient clipping")
-    probe_every: int = Field(20, ge=0, description="probe and checkpoint every N steps (0: only at the end)")
+    probe_every: int = Field(20, ge=0, description="probe and checkpoint every N steps and at the end (0: no probes, one checkpoint at the end)")
     probe: dict = Field(default_factory=dict, description="spindoctor.probes.ProbeConfig fields")
     probe_fraction: float = Field(DEFAULT_PROBE_FRACTION, ge=0, le=1, description="share of hands held out")
     trust_remote_code: bool = Field(False, description="allow custom model code from the checkpoint")

@@ -78,7 +78,7 @@ class PPOConfig(BaseModel):
     lr_floor: float = Field(0.0, ge=0, description="learning rate at the last step")
     warmup_steps: int = Field(0, ge=0, description="optimiser steps of linear warm-up")
     max_grad_norm: float = Field(0.01, gt=0, description="gradient clipping (reference 0.01)")
-    probe_every: int = Field(20, ge=0, description="probe and checkpoint every N steps (0: only at the end)")
+    probe_every: int = Field(20, ge=0, description="probe and checkpoint every N steps and at the end (0: no probes, one checkpoint at the end)")
     probe: dict = Field(default_factory=dict, description="spindoctor.probes.ProbeConfig fields")
     probe_fraction: float = Field(DEFAULT_PROBE_FRACTION, ge=0, le=1, description="share of hands held out for probes")
     trust_remote_code: bool = Field(False, description="allow custom model code from the checkpoint")
