@@ -216,3 +216,16 @@ def test_randomized_topk_reports_error():
     exact = float(np.sqrt(np.sum(np.geomspace(10, 0.01, 40)[8:] ** 2) / np.sum(np.geomspace(10, 0.01, 40) ** 2)))
     assert f.error == pytest.approx(exact, rel=1e-2)  # the residual is the tail energy
     np.testing.assert_allclose(f.S.numpy(), np.geomspace(10, 0.01, 40)[:8], rtol=1e-3)
+
+
+def test_energy_split_from_overlaps_matches_direct():
+    from spindoctor.spectral.drift import energy_split_from_overlaps
+
+    W = spectrum_matrix(12, 20, seed=10)
+    W2 = W + 0.05 * spectrum_matrix(12, 20, seed=11)
+    fa, fb = factorize(W, "float64"), factorize(W2, "float64")
+    M_u, M_v = overlaps(fa, fb)
+    dW = W2 - W
+    direct = energy_split(fa.U, fa.Vh, dW)
+    via = energy_split_from_overlaps(M_u, M_v, fa.S, fb.S, float(dW.square().sum()))
+    assert via == pytest.approx(direct, abs=1e-10)

@@ -197,10 +197,32 @@ def energy_split(U_ref: torch.Tensor, Vh_ref: torch.Tensor, dW: torch.Tensor) ->
     -------
     (diagonal share, rotational share), each in [0, 1], summing to 1; (nan, nan) if dW == 0.
     """
-    total = float(dW.double().square().sum())
+    diag = (U_ref * (dW.to(U_ref.dtype) @ Vh_ref.T)).sum(0)
+    return _shares(diag, float(dW.double().square().sum()))
+
+
+def energy_split_from_overlaps(
+    M_u: torch.Tensor, M_v: torch.Tensor, s_ref: torch.Tensor, s_tuned: torch.Tensor, dW_sq: float
+) -> tuple[float, float]:
+    """:func:`energy_split` from the overlaps, without touching dW (full-rank factors only).
+
+    ``u_i^T dW v_i = u_i^T W_tuned v_i - s_i = sum_j M_u[i, j] s'_j M_v[i, j] - s_i``.
+    In float32 the diagonal terms err by about ``1e-6 * s_max``, so the shares are
+    meaningful when ``||dW||_F / ||W||_F`` is well above 1e-5.
+
+    Parameters
+    ----------
+    M_u : (r, r) ``U_ref^T U_tuned``; M_v : (r, r) ``V_ref^T V_tuned``
+    s_ref, s_tuned : (r,) singular values
+    dW_sq : ``||dW||_F^2`` (units of W squared)
+    """
+    diag = (M_u * M_v * s_tuned).sum(1) - s_ref
+    return _shares(diag, dW_sq)
+
+
+def _shares(diag: torch.Tensor, total: float) -> tuple[float, float]:
     if total == 0:
         return math.nan, math.nan
-    diag = (U_ref * (dW.to(U_ref.dtype) @ Vh_ref.T)).sum(0)
     d = min(1.0, float(diag.double().square().sum()) / total)
     return d, 1.0 - d
 

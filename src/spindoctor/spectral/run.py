@@ -128,7 +128,11 @@ def matrix_metrics(info, W_ref, W_tuned, f_ref, f_tuned, ks: list[float | int], 
     best_v, _ = D.best_match(M_v)
     W_ref_d, W_t_d = W_ref.to(f_ref.U.device), W_tuned.to(f_ref.U.device)
     dW = W_t_d - W_ref_d
-    diag_share, rot_share = D.energy_split(f_ref.U, f_ref.Vh, dW)
+    if full_u or full_v:  # complete factors: the split follows from the overlaps (no extra matmul)
+        dW_sq = float(dW.double().square().sum())
+        diag_share, rot_share = D.energy_split_from_overlaps(M_u, M_v, f_ref.S, f_tuned.S, dW_sq)
+    else:  # truncated (randomized) factors
+        diag_share, rot_share = D.energy_split(f_ref.U, f_ref.Vh, dW)
     row = {
         "name": info.name, "layer": info.layer, "kind": info.kind, "component": info.component,
         "rows": m, "cols": n, "rank": r, "method": f_ref.method,
