@@ -40,6 +40,7 @@ class PretrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0, description="max global grad norm")
     threads: int = Field(2, ge=1, description="torch intra-op threads (both cores by default)")
     log_every: int = Field(50, ge=1, description="steps between log rows")
+    eval_n: int = Field(256, ge=1, description="fresh corpus problems for the final greedy accuracy")
     organism: OrganismConfig = Field(default_factory=OrganismConfig)
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
 
@@ -119,11 +120,40 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
                 append_jsonl(out / "pretrain_log.jsonl", log[-1])
             advance(f"loss {running:.3f}")
     model.eval()
+    seconds = time.perf_counter() - start
     save_organism(model, tokenizer, out)
-    summary = {"steps": cfg.steps, "seconds": time.perf_counter() - start,
-               "parameters": count_parameters(model), "final_loss_ema": running, "log": log}
+    summary = {"steps": cfg.steps, "seconds": seconds, "parameters": count_parameters(model),
+               "final_loss_ema": running, "corpus_acc": corpus_accuracy(model, tokenizer, cfg.corpus, cfg.eval_n),
+               "log": log}
     atomic_write_json(out / "pretrain_log.json", summary)
     return summary
+
+
+def corpus_accuracy(model, tokenizer, corpus: CorpusConfig, n: int, seed: int = 12345) -> float:
+    """Greedy single-attempt accuracy on ``n`` fresh corpus problems (targets outside the
+    band, 2-4 cards; value lookups skipped): how well the base computes before SFT."""
+    from spindoctor.game.formats import parse_compact_response
+    from spindoctor.game.rewards import judge_formula
+    from spindoctor.probes.generate import generate_texts
+
+    rng = random.Random(f"organism-eval|{seed}")
+    pairs = [p for p in sample_batch(corpus, rng, 2 * n) if "=" in p[0]][:n]
+    answers = generate_texts(model, tokenizer, [p for p, _ in pairs], max_new_tokens=48, batch_size=256)
+    ok = 0
+    for (prompt, _), answer in zip(pairs, answers, strict=True):
+        target = int(prompt.rsplit("=", 1)[1].rstrip(":"))
+        parsed = parse_compact_response(answer)
+        ok += parsed.formula is not None and parsed.numbers is not None and judge_formula(
+            parsed.formula, _values_of(prompt), target).correct
+    return ok / max(len(pairs), 1)
+
+
+def _values_of(prompt: str) -> tuple[int, ...]:
+    """Card values stated by a compact prompt (``R11 K 5 =9:`` -> (13, 5))."""
+    from spindoctor.game.cards import hand_values, parse_card
+
+    marker, *labels = prompt.split("=")[0].split()
+    return hand_values(tuple(parse_card(x) for x in labels), "face10" if marker == "R10" else "face11")
 
 
 class _progress:
