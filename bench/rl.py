@@ -4,9 +4,9 @@ Same model (a freshly initialised organism-sized LlamaForCausalLM with the
 character tokenizer), same number of sampled responses per step, same
 generation length (min_new_tokens = max_new_tokens, so every response has
 exactly that many tokens), same threads. A "sample" is one generated response
-that the method then trains on. Two PPO rows: the organism preset (2 epochs x
-2 minibatches over each buffer) and one matched to GRPO's work per sample
-(1 epoch, 1 minibatch, like GRPO with num_iterations=1). The first step of
+that the method then trains on. Two PPO rows: the organism preset (1 epoch,
+1 minibatch: one update per rollout, the same work per sample as GRPO with
+num_iterations=1) and the reference's 4 epochs x 2 minibatches. The first step of
 each method is a warm-up and is dropped; the median step time is reported.
 
 Last line: {"bench": "rl", "ratio": {...}, "seconds": {...}, ...}.
@@ -34,14 +34,14 @@ def organism_like(folder: Path) -> Path:
     return save_organism(build_model(OrganismConfig(), tokenizer, seed=0), tokenizer, folder)
 
 
-def ppo_step_seconds(ckpt: Path, out: Path, batch: int, length: int, steps: int, matched: bool) -> list[float]:
+def ppo_step_seconds(ckpt: Path, out: Path, batch: int, length: int, steps: int, reference_epochs: bool) -> list[float]:
     from spindoctor.io import read_jsonl
     from spindoctor.training.ppo import PRESETS, PPOConfig, train
 
     fields = {**PRESETS["organism"], "episodes_per_step": batch, "max_new_tokens": length,
               "min_new_tokens": length, "steps": steps, "probe_every": 0}
-    if matched:
-        fields.update(epochs=1, minibatches=1)
+    if reference_epochs:
+        fields.update(epochs=4, minibatches=2)
     train(PPOConfig(**fields), ckpt, out, show_progress=False)
     return [r["seconds"] for r in read_jsonl(out / "train.jsonl")]
 
@@ -86,8 +86,8 @@ def main() -> None:
         ckpt = organism_like(root / "model")
         runs = {
             "grpo_trl": grpo_step_seconds(ckpt, root / "grpo", args.batch, args.length, args.steps, args.group),
-            "ppo_preset": ppo_step_seconds(ckpt, root / "ppo", args.batch, args.length, args.steps, False),
-            "ppo_matched": ppo_step_seconds(ckpt, root / "ppo1", args.batch, args.length, args.steps, True),
+            "ppo_organism": ppo_step_seconds(ckpt, root / "ppo", args.batch, args.length, args.steps, False),
+            "ppo_4x2": ppo_step_seconds(ckpt, root / "ppo42", args.batch, args.length, args.steps, True),
         }
     median = {k: statistics.median(v[1:]) for k, v in runs.items()}
     rate = {k: args.batch / v for k, v in median.items()}
@@ -95,8 +95,8 @@ def main() -> None:
         print(f"{name:12s} median step {median[name]:.3f} s  ({rate[name]:.1f} samples/s)  steps {[round(s, 3) for s in secs]}")
     print(json.dumps({
         "bench": "rl",
-        "ratio": {"ppo_preset_over_grpo": rate["ppo_preset"] / rate["grpo_trl"],
-                  "ppo_matched_over_grpo": rate["ppo_matched"] / rate["grpo_trl"]},
+        "ratio": {"ppo_organism_over_grpo": rate["ppo_organism"] / rate["grpo_trl"],
+                  "ppo_4x2_over_grpo": rate["ppo_4x2"] / rate["grpo_trl"]},
         "seconds": {f"{k}_median_step": round(v, 4) for k, v in median.items()},
         "samples_per_s": {k: round(v, 2) for k, v in rate.items()},
         "batch": args.batch, "length": args.length, "steps_timed": args.steps - 1,

@@ -52,8 +52,8 @@ class GRPORunConfig(BaseModel):
 PRESETS: dict[str, dict] = {
     "reference": {},
     "organism": dict(
-        fmt="compact", temperature=1.0, max_new_tokens=40, prompts_per_step=16, num_generations=4,
-        lr=3e-5, max_grad_norm=1.0, probe_every=10, steps=60,
+        fmt="compact", temperature=1.0, max_new_tokens=40, prompts_per_step=32, num_generations=4,
+        lr=3e-4, max_grad_norm=1.0, probe_every=10, steps=60,
     ),
 }
 

@@ -95,13 +95,15 @@ class PPOConfig(BaseModel):
         return self.epochs == 1 and self.minibatches == 1
 
 
-# Organism preset: a tiny character-level model on a CPU learns in minutes with a
-# larger step size, full-temperature exploration and single-turn episodes.
+# Organism preset: a 1M-parameter character-level model on a CPU. Measured on a
+# stand-in SFT checkpoint (README, RL): one update per rollout of 128 single-turn
+# episodes at lr 3e-4 raised the sampled reward within ~20 steps, while 2 epochs x
+# 2 minibatches clipped half the actions (lr 3e-4) or did not move (lr 3e-5).
 PRESETS: dict[str, dict] = {
     "reference": {},
     "organism": dict(
-        fmt="compact", max_turns=1, temperature=1.0, max_new_tokens=40, episodes_per_step=64,
-        epochs=2, minibatches=2, grad_accum_steps=1, lr=3e-5, lr_floor=3e-6, max_grad_norm=1.0,
+        fmt="compact", max_turns=1, temperature=1.0, max_new_tokens=40, episodes_per_step=128,
+        epochs=1, minibatches=1, grad_accum_steps=1, lr=3e-4, lr_floor=3e-5, max_grad_norm=1.0,
         probe_every=10, steps=60,
     ),
 }
