@@ -107,3 +107,23 @@ def test_probe_cli_json_and_bad_splits(tiny_organism_dir, capsys):
     assert out["ood"]["n"] == 5 and "id" not in out
     assert main(["probe", str(tiny_organism_dir), "--splits", "train"]) == 2
     assert main(["probe", "/nonexistent/ckpt"]) == 2
+
+
+def test_watch_probes_each_new_checkpoint_once(tiny_organism_dir, tmp_path):
+    import os
+    import shutil
+
+    from spindoctor.cli import main
+    from spindoctor.io import read_jsonl
+
+    for step in (3, 7):
+        dst = tmp_path / f"checkpoint-{step}"
+        shutil.copytree(tiny_organism_dir, dst)
+        for f in dst.iterdir():  # look finished (the watcher skips folders written in the last 2 s)
+            os.utime(f, (f.stat().st_atime - 10, f.stat().st_mtime - 10))
+    (tmp_path / "checkpoint-9").mkdir()  # no weights yet: skipped
+    args = ["probe", "--watch", str(tmp_path), "--once", "--n", "3", "--splits", "id", "--json"]
+    assert main(args) == 0
+    assert main(args) == 0  # second scan: nothing new
+    rows = read_jsonl(tmp_path / "probe_metrics.jsonl")
+    assert [(r["stage"], r["step"], r["split"]) for r in rows] == [("watch", 3, "id"), ("watch", 7, "id")]
