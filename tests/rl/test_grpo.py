@@ -26,5 +26,8 @@ def test_grpo_runs_a_few_steps(tiny_ckpt, tmp_path):
     assert any(not (start[k] == end[k]).all() for k in start)
     probes = read_jsonl(out / "metrics.jsonl")
     assert [(r["step"], r["split"]) for r in probes] == [(0, "id"), (0, "ood"), (2, "id"), (2, "ood")]
-    # a finished run is not repeated
+    # a finished run is not repeated; a longer one resumes from the last checkpoint
     assert train(cfg, tiny_ckpt, out, show_progress=False).get("skipped") is True
+    train(cfg.model_copy(update={"steps": 3}), tiny_ckpt, out, show_progress=False)
+    assert [r["step"] for r in read_jsonl(out / "train.jsonl")] == [1, 2, 3]
+    assert (out / "checkpoint-3" / "model.safetensors").exists()
