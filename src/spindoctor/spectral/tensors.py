@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -119,10 +120,12 @@ class Checkpoint:
         if not self.path.exists():
             raise UserError(f"checkpoint not found: {self.path}")
         self.files, self.weight_map = _locate(self.path)
-        self._open = {f: safe_open(str(f), framework="pt") for f in self.files}
         self._shapes: dict[str, tuple[int, ...]] = {}
-        for name, f in self.weight_map.items():
-            self._shapes[name] = tuple(self._open[f].get_slice(name).get_shape())
+        for f in self.files:
+            with safe_open(str(f), framework="pt") as fh:
+                for name in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    if self.weight_map.get(name) == f:
+                        self._shapes[name] = tuple(fh.get_slice(name).get_shape())
         self.config = _read_config(self.path)
 
     @property
@@ -145,9 +148,14 @@ class Checkpoint:
 
     def tensor(self, name: str):
         """Read one tensor as stored (a torch tensor; only this tensor is loaded)."""
+        from safetensors import safe_open
+
         if name not in self.weight_map:
             raise UserError(f"tensor {name!r} not in checkpoint {self.path}")
-        return self._open[self.weight_map[name]].get_tensor(name)
+        # Open per read: the mapping is released afterwards, so resident memory stays
+        # near the tensors in use instead of growing with every page of the file read.
+        with safe_open(str(self.weight_map[name]), framework="pt") as fh:
+            return fh.get_tensor(name)
 
     def matrix(self, name: str):
         """Read a 2-D weight as float32 ``(out, in)``, checking it is finite.
@@ -165,7 +173,9 @@ class Checkpoint:
         t = t.to(torch.float32)
         if parse_name(name).conv1d:
             t = t.T.contiguous()
-        if not bool(torch.isfinite(t).all()):
+        # One numpy reduction (single-threaded, cheap); the elementwise check runs only
+        # when the sum is not finite (NaN/Inf, or an overflow of huge finite values).
+        if not math.isfinite(float(t.numpy().sum(dtype="float64"))) and not bool(torch.isfinite(t).all()):
             raise UserError(f"tensor {name!r} in {self.path} holds NaN or Inf values")
         return t
 
