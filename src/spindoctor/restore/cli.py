@@ -66,7 +66,8 @@ def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) 
     from spindoctor.probes import ProbeConfig
     from spindoctor.restore.run import SweepConfig, run_sweep
 
-    probe = _validated(ProbeConfig, n=fields.pop("n"), fmt=fields.pop("fmt"), batch_size=fields.pop("batch_size"))
+    probe = _validated(ProbeConfig, n=fields.pop("n"), fmt=fields.pop("fmt"), batch_size=fields.pop("batch_size"),
+                       max_new_tokens=fields.pop("max_new_tokens"))
     for label, folder in (("REF", ref), ("TUNED", tuned)):
         if not folder.is_dir():
             raise UserError(f"{label} is not a checkpoint folder: {folder}")
@@ -89,37 +90,43 @@ Fmt = Annotated[str, typer.Option("--format", help="Prompt format: compact (orga
 Blocks = Annotated[int | None, typer.Option(help="Number of equal layer blocks.")]
 BlockSize = Annotated[int | None, typer.Option(help="Layers per block (instead of --blocks).")]
 Batch = Annotated[int, typer.Option(help="Probe prompts per generate call.")]
+NewTokens = Annotated[int | None, typer.Option(help="Tokens per probe answer (default: 48 compact, 256 paper).")]
 
 
 @sweep_app.command()
 def layers(ref: Ref, tuned: Tuned, out: Out, blocks: Blocks = 4, block_size: BlockSize = None,
            matrices: Matrices = "linear", top_k: Annotated[str, typer.Option("--top-k")] = "1.0",
            mode: Mode = "direction", n: N = 500, fmt: Fmt = "compact", batch_size: Batch = 256,
-           cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
+           max_new_tokens: NewTokens = None, cache_dir: Annotated[str | None, typer.Option()] = None,
+           as_json: Json = False) -> None:
     """Restore one block of layers at a time (paper Figure 5)."""
     from spindoctor.restore.select import parse_k
 
     _run("layers", ref, tuned, out, as_json, blocks=None if block_size else blocks, block_size=block_size,
-         matrices=matrices, k_top=parse_k(top_k), mode=mode, n=n, fmt=fmt, batch_size=batch_size, cache_dir=cache_dir)
+         matrices=matrices, k_top=parse_k(top_k), mode=mode, n=n, fmt=fmt, batch_size=batch_size,
+         max_new_tokens=max_new_tokens, cache_dir=cache_dir)
 
 
 @sweep_app.command()
 def ranks(ref: Ref, tuned: Tuned, out: Out,
           ks: Annotated[str, typer.Option(help="Comma-separated k_top values: counts, fractions or %.")] = "0.01,0.05,0.1,0.2,0.5,1.0",
           matrices: Matrices = "linear", mode: Mode = "direction", n: N = 500, fmt: Fmt = "compact",
-          batch_size: Batch = 256, cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
+          batch_size: Batch = 256, max_new_tokens: NewTokens = None,
+          cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
     """Restore the top-k directions of every layer, for several k (paper Figure 6)."""
     from spindoctor.restore.select import parse_k
 
     _run("ranks", ref, tuned, out, as_json, ks=[parse_k(k) for k in ks.split(",") if k.strip()],
-         matrices=matrices, mode=mode, n=n, fmt=fmt, batch_size=batch_size, cache_dir=cache_dir)
+         matrices=matrices, mode=mode, n=n, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens,
+         cache_dir=cache_dir)
 
 
 @sweep_app.command()
 def impose(sft: Annotated[Path, typer.Argument(help="SFT checkpoint: the directions to impose.")],
            rl: Annotated[Path, typer.Argument(help="RL checkpoint to edit.")], out: Out, blocks: Blocks = 4,
            block_size: BlockSize = None, matrices: Matrices = "linear", n: N = 500, fmt: Fmt = "compact",
-           batch_size: Batch = 256, cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
+           batch_size: Batch = 256, max_new_tokens: NewTokens = None,
+           cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
     """Impose the SFT checkpoint's singular directions on the RL model (paper Figure 7)."""
     _run("impose", sft, rl, out, as_json, blocks=None if block_size else blocks, block_size=block_size,
-         matrices=matrices, n=n, fmt=fmt, batch_size=batch_size, cache_dir=cache_dir)
+         matrices=matrices, n=n, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens, cache_dir=cache_dir)
