@@ -39,7 +39,8 @@ def organism_pretrain(
     summary = pretrain(cfg, out, progress=not as_json)
     summary = {k: v for k, v in summary.items() if k != "log"} | {"out": str(out)}
     _emit(summary, as_json, f"saved {out} ({summary['parameters']} parameters, {summary['steps']} steps, "
-          f"{summary['seconds']:.0f} s, final loss {summary['final_loss_ema']:.3f})")
+          f"{summary['seconds']:.0f} s, final loss {summary['final_loss_ema']:.3f}, "
+          f"greedy accuracy on fresh corpus problems {summary['corpus_acc']:.3f})")
 
 
 def _probe_config(splits: str, n: int, fmt: str, seed: int, batch_size: int, max_turns: int, mode: str):
