@@ -75,18 +75,29 @@ def _row(label: str, results: dict, baseline: dict | None, **extra) -> dict:
     return row
 
 
-def _probe_checkpoint(path: str, probe: ProbeConfig) -> dict:
+def _probe_once(path: str, probe: ProbeConfig, memo: dict | None, model=None, tok=None) -> dict:
+    """Probe results of checkpoint ``path``, reused from ``memo`` when the same probe ran before."""
     from spindoctor.probes import probe_model
     from spindoctor.probes.load import load_causal_lm
 
-    model, tok = load_causal_lm(path)
+    key = (str(Path(path).resolve()), probe.model_dump_json())
+    if memo is not None and key in memo:
+        return memo[key]
+    if model is None:
+        model, tok = load_causal_lm(path)
     results = probe_model(model, tok, probe)
-    del model
+    if memo is not None:
+        memo[key] = results
     return results
 
 
-def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True) -> dict:
-    """Run ``cfg``; write sweep.json, sweep.csv and sweep.png into ``out``; return the record."""
+def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True, baselines: dict | None = None) -> dict:
+    """Run ``cfg``; write sweep.json, sweep.csv and sweep.png into ``out``; return the record.
+
+    ``baselines`` is an optional dict shared between sweeps of one study: the
+    reference and tuned models' probe results are computed once per checkpoint
+    and probe config.
+    """
     from spindoctor.probes import probe_model
     from spindoctor.probes.load import load_causal_lm
     from spindoctor.restore.figures import plot_sweep
@@ -97,9 +108,9 @@ def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True) -> dict:
     infos = plan_matrices(Checkpoint(cfg.ref), Checkpoint(cfg.tuned), plan)
     n_layers = max((i.layer for i in infos if i.layer is not None), default=-1) + 1
     factors = load_factors(cfg.ref, cfg.tuned, infos, cfg.cache_dir, cfg.factor_dtype, cfg.device, progress)
-    baseline = {"ref": _probe_checkpoint(cfg.ref, cfg.probe)}
+    baseline = {"ref": _probe_once(cfg.ref, cfg.probe, baselines)}
     model, tok = load_causal_lm(cfg.tuned)
-    baseline["tuned"] = probe_model(model, tok, cfg.probe)
+    baseline["tuned"] = _probe_once(cfg.tuned, cfg.probe, baselines, model, tok)
     rows = [_row("reference", baseline["ref"], None, kind="baseline"),
             _row("tuned", baseline["tuned"], None, kind="baseline")]
     points = sweep_points(cfg, n_layers)

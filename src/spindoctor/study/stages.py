@@ -151,7 +151,7 @@ def stage_sweeps(ctx: Context) -> dict:
     probe = ProbeConfig(**deep_merge(ctx.cfg.probe, s.probe))
     ref = ctx.base_dir() if s.reference == "base" else ctx.sft_checkpoint("peak")
     common = {"matrices": s.matrices, "blocks": s.blocks, "probe": probe, "cache_dir": str(ctx.cache_dir)}
-    out = {}
+    out, baselines = {}, {}
     jobs = [("layers", ref, ctx.sft_checkpoint("end"), {}),
             ("ranks", ref, ctx.sft_checkpoint("end"), {"ks": s.ks})]
     rl_model = ctx.rl_final(s.impose_start)
@@ -160,7 +160,7 @@ def stage_sweeps(ctx: Context) -> dict:
     for kind, a, b, extra in jobs:
         ctx.say(f"{kind} sweep: {b.relative_to(ctx.run) if b.is_relative_to(ctx.run) else b}")
         cfg = SweepConfig(kind=kind, ref=str(a), tuned=str(b), **common, **extra)
-        record = run_sweep(cfg, ctx.run / "restore" / kind, progress=ctx.progress)
+        record = run_sweep(cfg, ctx.run / "restore" / kind, progress=ctx.progress, baselines=baselines)
         out[kind] = len(record["rows"])
     return {"points": out, "reference": s.reference}
 
