@@ -55,3 +55,18 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, args, message):
     assert main(["rl", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_rl_inherits_the_sft_runs_probe_setup(tmp_path):
+    from spindoctor.training.ppo import PPOConfig
+    from spindoctor.training.rl_cli import inherit_sft_probes
+
+    sft = tmp_path / "sft"
+    (sft / "checkpoint-50").mkdir(parents=True)
+    (sft / "config.yaml").write_text("probe_fraction: 0.5\nprobe:\n  n: 500\n  probe_fraction: 0.5\n")
+    cfg = PPOConfig(probe={"n": 100})
+    got = inherit_sft_probes(cfg, sft / "checkpoint-50", explicit=set())
+    assert got.probe_fraction == 0.5 and got.probe == {"n": 100, "probe_fraction": 0.5}
+    kept = inherit_sft_probes(cfg, sft / "checkpoint-50", explicit={"probe_fraction", "probe"})
+    assert kept.probe_fraction == cfg.probe_fraction and kept.probe == {"n": 100}
+    assert inherit_sft_probes(cfg, tmp_path / "elsewhere", set()) is cfg

@@ -64,6 +64,25 @@ def read_selection(path: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def inherit_sft_probes(cfg, ckpt: Path, explicit: set[str]):
+    """Use the probe set-up of the SFT run that holds ``ckpt`` (``<run>/config.yaml``).
+
+    RL must train on the same train partition (``probe_fraction``) and be probed
+    with the same probe sets as SFT, or the curves are not comparable and probe
+    hands leak into RL. Fields set in ``--config`` or by flags win.
+    """
+    sft_cfg = ckpt.parent / "config.yaml"
+    if not sft_cfg.is_file():
+        return cfg
+    data = yaml.safe_load(sft_cfg.read_text()) or {}
+    update = {}
+    if "probe_fraction" in data and "probe_fraction" not in explicit:
+        update["probe_fraction"] = float(data["probe_fraction"])
+    if isinstance(data.get("probe"), dict) and "probe" not in explicit:
+        update["probe"] = {**data["probe"], **cfg.probe}
+    return cfg.model_copy(update=update) if update else cfg
+
+
 def build_config(algo: Algo, preset: Preset, config_file: Path | None, overrides: dict):
     """Preset, then the YAML file, then the command-line flags; validated by the pydantic model."""
     from pydantic import ValidationError
@@ -81,7 +100,7 @@ def build_config(algo: Algo, preset: Preset, config_file: Path | None, overrides
         fields.update(yaml.safe_load(config_file.read_text()) or {})
     fields.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Model(**fields)
+        return Model(**fields), set(fields) - set(PRESETS[preset.value])
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
@@ -108,9 +127,10 @@ def rl(
     if (start is None) == (selection is None):
         raise UserError("give exactly one of --from CKPT or --from-selection SELECTION.json")
     overrides = {"steps": steps, "probe_every": probe_every, "lr": lr, "seed": seed}
-    cfg = build_config(algo, preset, config_file, overrides)
+    cfg, explicit = build_config(algo, preset, config_file, overrides)
     if probe_n is not None:
         cfg = cfg.model_copy(update={"probe": {**cfg.probe, "n": probe_n}})
+    base_cfg = cfg
     if selection is not None:
         parent = out or selection.parent.parent / "rl"
         jobs = [(label, ckpt, parent / label) for label, ckpt in read_selection(selection)]
@@ -134,6 +154,7 @@ def rl(
         from spindoctor.training.grpo import train
     summaries = []
     for label, ckpt, run_out in jobs:
+        cfg = inherit_sft_probes(base_cfg, Path(ckpt), explicit)
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             summary = train(cfg, ckpt, run_out, resume=resume, show_progress=not as_json)
         summaries.append({"start": label, "from": str(ckpt), **summary})
