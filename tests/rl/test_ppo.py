@@ -61,6 +61,13 @@ def test_ppo_steps_change_parameters_and_keep_losses_finite(tiny_ckpt, tmp_path)
     assert summary["replica_max_abs_diff"] == 0.0
 
 
+def test_kl_penalty_to_the_frozen_start_model(tiny_ckpt, tmp_path):
+    train(PPOConfig(**TINY, steps=1, kl_coef=0.1), tiny_ckpt, tmp_path / "kl", show_progress=False)
+    (row,) = read_jsonl(tmp_path / "kl" / "train.jsonl")
+    # 0 on the first micro-batch (policy == reference), > 0 once the policy has moved
+    assert math.isfinite(row["kl_ref"]) and row["kl_ref"] > 0
+
+
 def test_toy_reward_rises_within_ten_steps(tiny_ckpt, tmp_path):
     def share_of_ones(hand, text):  # trivially learnable: write the character "1"
         return text.count("1") / max(1, len(text)), False, ""
