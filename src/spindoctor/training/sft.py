@@ -64,6 +64,8 @@ class SFTRunConfig(BaseModel):
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="probe settings")
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="tensorboard, wandb, mlflow, ...")
     threads: int = Field(2, ge=1, description="torch CPU threads")
+    bf16: bool = Field(False, description="bf16 autocast (TRL's default is on; slow on most CPUs)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations (TRL's default is on)")
     trust_remote_code: bool = Field(False, description="allow custom model code")
 
 
@@ -203,7 +205,8 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
         logging_steps=max(1, min(10, cfg.steps // 20)), save_strategy="no", eval_strategy="no",
         report_to=cfg.report_to, seed=cfg.seed, data_seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
         completion_only_loss=True, max_length=cfg.max_length, packing=False,
-        dataloader_num_workers=0, disable_tqdm=False,
+        dataloader_num_workers=0, disable_tqdm=False, bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[make_probe_callback(cfg, tokenizer, out, say)])
