@@ -116,6 +116,8 @@ def matrix_metrics(info, W_ref, W_tuned, f_ref, f_tuned, ks: list[float | int], 
     # the module, not the package attribute ``spindoctor.spectral.drift`` (which is the API function)
     D = importlib.import_module("spindoctor.spectral.drift")
 
+    import torch
+
     rtol = D.TIE_RTOL[dtype]
     m, n = W_ref.shape
     r = f_ref.rank
@@ -128,15 +130,15 @@ def matrix_metrics(info, W_ref, W_tuned, f_ref, f_tuned, ks: list[float | int], 
     best_v, _ = D.best_match(M_v)
     W_ref_d, W_t_d = W_ref.to(f_ref.U.device), W_tuned.to(f_ref.U.device)
     dW = W_t_d - W_ref_d
+    dW_norm, W_norm = float(torch.linalg.vector_norm(dW)), float(torch.linalg.vector_norm(W_ref_d))
     if full_u or full_v:  # complete factors: the split follows from the overlaps (no extra matmul)
-        dW_sq = float(dW.double().square().sum())
-        diag_share, rot_share = D.energy_split_from_overlaps(M_u, M_v, f_ref.S, f_tuned.S, dW_sq)
+        diag_share, rot_share = D.energy_split_from_overlaps(M_u, M_v, f_ref.S, f_tuned.S, dW_norm**2)
     else:  # truncated (randomized) factors
         diag_share, rot_share = D.energy_split(f_ref.U, f_ref.Vh, dW)
     row = {
         "name": info.name, "layer": info.layer, "kind": info.kind, "component": info.component,
         "rows": m, "cols": n, "rank": r, "method": f_ref.method,
-        "rel_update": D.relative_update(W_ref_d, W_t_d),
+        "rel_update": dW_norm / W_norm if W_norm else (0.0 if dW_norm == 0 else math.inf),
         "diag_share": diag_share, "rot_share": rot_share,
         **D.singular_value_drift(f_ref.S, f_tuned.S, rtol),
         "angle_u_mean": float(ang_u.mean()), "angle_u_max": float(ang_u.max()),
