@@ -11,19 +11,23 @@ from spindoctor.errors import UserError
 from spindoctor.training.rl_cli import read_selection
 
 
-def test_read_selection_of_the_sft_selector(tmp_path):
+def test_read_selection_of_the_sft_selector(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the selector writes paths relative to the working folder
     sft = tmp_path / "run" / "sft"
     (sft / "checkpoint-40").mkdir(parents=True)
+    (sft / "checkpoint-90").mkdir(parents=True)
     selection = {
         "rule": "text", "window": 3, "z": 2.0, "shape": "peak then decline",
-        "peak": {"step": 40, "ood_acc": 0.3, "path": str(sft / "checkpoint-40"), "reason": "highest"},
+        "early": {"step": 90, "path": "checkpoint-90"},
+        "peak": {"step": 40, "ood_acc": 0.3, "path": "run/sft/checkpoint-40", "reason": "highest"},
         "end": {"step": 200, "ood_acc": 0.1, "path": None, "reason": "last"},
         "middle": {"step": 40, "ood_acc": 0.3, "path": str(sft / "checkpoint-40"), "reason": "halfway"},
         "curve": [{"step": 40}, {"step": 200}],
     }
     (sft / "selection.json").write_text(json.dumps(selection))
     got = read_selection(sft / "selection.json")
-    assert got == [("peak", sft / "checkpoint-40"), ("end", sft / "checkpoint-200")]
+    assert [(label, p.resolve()) for label, p in got] == [
+        ("early", sft / "checkpoint-90"), ("peak", sft / "checkpoint-40"), ("end", sft / "checkpoint-200")]
 
 
 @pytest.mark.parametrize(

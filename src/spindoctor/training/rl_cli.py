@@ -33,9 +33,9 @@ def read_selection(path: Path) -> list[tuple[str, Path]]:
 
     Reads the shape ``spindoctor.training.select`` writes (``{"peak": {"step",
     "path", ...}, "end": {...}, "middle": {...}, "rule": ..., ...}``) and a plain
-    ``{"checkpoints": [{"label", "path" or "step"}, ...]}`` list. A missing path
-    means ``checkpoint-<step>`` beside the selection file; relative paths resolve
-    against its folder. Labels naming the same checkpoint run once (first label).
+    ``{"checkpoints": [{"label", "path" or "step"}, ...]}`` list; see
+    :func:`_checkpoint_folder` for how a path or step is found. Labels naming the
+    same checkpoint run once (first label).
     """
     if not path.is_file():
         raise UserError(f"selection file not found: {path}")
@@ -52,16 +52,25 @@ def read_selection(path: Path) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     seen: set[Path] = set()
     for label, entry in items:
-        where = entry.get("path") or (f"checkpoint-{int(entry['step'])}" if entry.get("step") is not None else None)
-        if not where:
+        folder = _checkpoint_folder(path, entry.get("path"), entry.get("step"))
+        if folder is None:
             continue
-        folder = Path(where) if Path(where).is_absolute() else path.parent / where
         if folder.resolve() not in seen:
             seen.add(folder.resolve())
             out.append((label, folder))
     if not out:
         raise UserError(f"{path} names no checkpoints (expected peak/end/middle entries with a step or path)")
     return out
+
+
+def _checkpoint_folder(selection: Path, where: str | None, step: int | None) -> Path | None:
+    """The first existing of: ``where`` as written (absolute or relative to the working
+    folder, as the SFT selector writes it), ``where`` beside the selection file,
+    ``checkpoint-<step>`` beside it; else the first of them."""
+    candidates = [Path(where), selection.parent / where] if where else []
+    if step is not None:
+        candidates.append(selection.parent / f"checkpoint-{int(step)}")
+    return next((c for c in candidates if c.is_dir()), candidates[0] if candidates else None)
 
 
 def inherit_sft_probes(cfg, ckpt: Path, explicit: set[str]):
