@@ -56,7 +56,10 @@ def test_drift_recovers_a_known_rotation_on_smollm2(tmp_path):
     q = res.spectra["model.layers.7.self_attn.q_proj.weight"]
     assert abs(float(q["angle_u"][0]) - 0.05) < 1e-3 and abs(float(q["angle_u"][-1]) - 0.05) < 1e-3
     assert float(q["angle_v"].max()) < 1e-3
-    assert rows["model.layers.7.self_attn.q_proj.weight"]["ds_rel_max_abs"] < 1e-5
+    # s unchanged up to the float32 rounding of the stored rotated weights, which is
+    # amplified at the smallest singular values (about eps32 * s_max / s_i)
+    assert rows["model.layers.7.self_attn.q_proj.weight"]["ds_rel_median"] < 1e-6
+    assert rows["model.layers.7.self_attn.q_proj.weight"]["ds_rel_max_abs"] < 1e-4
     for name, row in rows.items():
         if "layers.7.self_attn.q_proj" not in name:
             assert row["rel_update"] == 0 and row["angle_u_max"] < 1e-3
