@@ -63,14 +63,16 @@ def make_workload(n: int, seed: int = 0) -> list[tuple[str, tuple[int, ...]]]:
     return work
 
 
-def checks_per_second(fn, work, repeats: int = 3) -> float:
-    best = float("inf")
+def checks_per_second(fns: dict, work, repeats: int = 5) -> dict[str, float]:
+    """Best-of-``repeats`` checks/s of each checker, timed alternately so load drifts hit both."""
+    best = {name: float("inf") for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for formula, values in work:
-            fn(formula, values)
-        best = min(best, time.perf_counter() - start)
-    return len(work) / best
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for formula, values in work:
+                fn(formula, values)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: len(work) / t for name, t in best.items()}
 
 
 def main() -> None:
@@ -80,8 +82,8 @@ def main() -> None:
     for formula, values in work[:2000]:  # the two checkers agree on correctness
         assert judge_formula(formula, values, judge="float").correct == naive_float_check(formula, values)
     solution_surfaces.cache_clear()
-    ours = checks_per_second(lambda f, v: judge_formula(f, v), work)
-    naive = checks_per_second(naive_float_check, work)
+    rates = checks_per_second({"ours": lambda f, v: judge_formula(f, v), "naive": naive_float_check}, work)
+    ours, naive = rates["ours"], rates["naive"]
     print(f"table build: face10 {t_face10:.3f} s, face11 {t_face11:.3f} s")
     print(f"verifier: {ours:,.0f} checks/s exact; naive float eval {naive:,.0f} checks/s")
     print(json.dumps({

@@ -17,7 +17,6 @@ evaluating any text.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -86,35 +85,40 @@ def to_postfix(tokens: list[str]) -> tuple[tuple[int | str, ...], tuple[int, ...
     out: list[int | str] = []
     ops: list[str] = []
     numbers: list[int] = []
+    emit, push, pop, note = out.append, ops.append, ops.pop, numbers.append
     expect_operand = True
+    depth = 0
     for tok in tokens:
-        if tok.isdigit():
-            if not expect_operand:
-                raise FormulaError(f"unexpected {tok!r}")
-            value = int(tok)
-            out.append(value)
-            numbers.append(value)
-            expect_operand = False
+        prec = _PRECEDENCE.get(tok)
+        if prec is not None:
+            if expect_operand:
+                raise FormulaError("unary minus is not allowed" if tok == "-" else f"unexpected {tok!r}")
+            while ops and ops[-1] != "(" and _PRECEDENCE[ops[-1]] >= prec:
+                emit(pop())
+            push(tok)
+            expect_operand = True
         elif tok == "(":
             if not expect_operand:
                 raise FormulaError("unexpected '('")
-            ops.append(tok)
+            push(tok)
+            depth += 1
         elif tok == ")":
-            if expect_operand or "(" not in ops:
+            if expect_operand or not depth:
                 raise FormulaError("unexpected ')'")
             while ops[-1] != "(":
-                out.append(ops.pop())
-            ops.pop()
-        else:
-            if expect_operand:
-                raise FormulaError("unary minus is not allowed" if tok == "-" else f"unexpected {tok!r}")
-            while ops and ops[-1] != "(" and _PRECEDENCE[ops[-1]] >= _PRECEDENCE[tok]:
-                out.append(ops.pop())
-            ops.append(tok)
-            expect_operand = True
+                emit(pop())
+            pop()
+            depth -= 1
+        else:  # an integer: the tokenizer yields nothing else
+            if not expect_operand:
+                raise FormulaError(f"unexpected {tok!r}")
+            value = int(tok)
+            emit(value)
+            note(value)
+            expect_operand = False
     if expect_operand:
         raise FormulaError("formula ends too early", incomplete=True)
-    if "(" in ops:
+    if depth:
         raise FormulaError("unclosed parenthesis", incomplete=True)
     out.extend(reversed(ops))
     return tuple(out), tuple(numbers)
@@ -205,16 +209,34 @@ def _evaluate_float(rpn: tuple[int | str, ...]) -> float | None:
     return stack[0]
 
 
+def multiset_difference(a: list[int], b: list[int]) -> tuple[list[int], list[int]]:
+    """(a - b, b - a) as sorted multisets, for sorted inputs (a merge, no Counter)."""
+    only_a: list[int] = []
+    only_b: list[int] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            i += 1
+            j += 1
+        elif a[i] < b[j]:
+            only_a.append(a[i])
+            i += 1
+        else:
+            only_b.append(b[j])
+            j += 1
+    return only_a + a[i:], only_b + b[j:]
+
+
 def numbers_misuse(used: tuple[int, ...], allowed: tuple[int, ...]) -> list[str]:
     """Reasons why the numbers used are not exactly the card values (empty when fine)."""
-    if sorted(used) == sorted(allowed):
+    used_sorted, allowed_sorted = sorted(used), sorted(allowed)
+    if used_sorted == allowed_sorted:
         return []
+    extra, missing = multiset_difference(used_sorted, allowed_sorted)
+    on_cards = set(allowed_sorted)
+    not_on_cards = sorted({x for x in extra if x not in on_cards})
+    too_often = sorted({x for x in extra if x in on_cards})
     reasons: list[str] = []
-    need, have = Counter(allowed), Counter(used)
-    extra = sorted((have - need).elements())
-    missing = sorted((need - have).elements())
-    not_on_cards = sorted({x for x in extra if x not in need})
-    too_often = sorted({x for x in extra if x in need})
     if not_on_cards:
         reasons.append(f"numbers not on the cards: {', '.join(map(str, not_on_cards))}")
     if too_often:
@@ -226,4 +248,4 @@ def numbers_misuse(used: tuple[int, ...], allowed: tuple[int, ...]) -> list[str]
 
 def is_sub_multiset(used: tuple[int, ...], allowed: tuple[int, ...]) -> bool:
     """True when every number used is available on the cards (counting repeats)."""
-    return not (Counter(used) - Counter(allowed))
+    return not multiset_difference(sorted(used), sorted(allowed))[0]
