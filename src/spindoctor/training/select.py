@@ -4,8 +4,10 @@ The rule (stated in every selection.json):
 
 1. **Smoothing.** At each probe point i, pool the OOD successes of the
    centred window of ``window`` probe points (edges use the neighbours that
-   exist): p~_i = sum_j k_j / sum_j n_j. Pooling, not averaging, so each
-   hand counts once and the window's binomial interval stays exact.
+   exist): p~_i = sum_j k_j / sum_j n_j (a trials-weighted mean). The same
+   probe hands are answered at neighbouring steps, so the pooled counts are
+   not independent draws: the intervals below treat them as if they were and
+   are somewhat optimistic; the window is in probe points, not steps.
 2. **Peak.** The probe step with the highest pooled OOD accuracy (ties: the
    earliest step).
 3. **Intervals.** Wilson 95% score intervals on the pooled counts.
