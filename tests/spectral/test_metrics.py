@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spindoctor.spectral.drift import (
+from spindoctor.spectral.metrics import (
     best_match,
     energy_split,
     per_index_angles,
@@ -219,7 +219,7 @@ def test_randomized_topk_reports_error():
 
 
 def test_energy_split_from_overlaps_matches_direct():
-    from spindoctor.spectral.drift import energy_split_from_overlaps
+    from spindoctor.spectral.metrics import energy_split_from_overlaps
 
     W = spectrum_matrix(12, 20, seed=10)
     W2 = W + 0.05 * spectrum_matrix(12, 20, seed=11)

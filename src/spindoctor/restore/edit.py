@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from spindoctor.spectral.drift import resolve_k
+from spindoctor.spectral.metrics import resolve_k
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -10,7 +10,7 @@ Building blocks reused by restoration (issue 5):
   safetensors), :func:`parse_name`, :func:`select_matrices`, :func:`paired_matrices`;
 - :mod:`spindoctor.spectral.svd`: :class:`Factorization`, :func:`factorize`,
   :class:`FactorCache`, :func:`load_factorization`, :func:`checkpoint_factorizations`;
-- :mod:`spindoctor.spectral.drift`: the metric functions.
+- :mod:`spindoctor.spectral.metrics`: the metric functions.
 
 Importing this package does not import torch; the functions import it when called.
 """

@@ -3,13 +3,12 @@
 Reads one pair of matrices at a time (peak memory stays near the largest few
 matrices and their factors, not the model), factorises each side (cached, see
 :mod:`spindoctor.spectral.svd`) and computes the metrics of
-:mod:`spindoctor.spectral.drift`. The result keeps one scalar row per matrix and
+:mod:`spindoctor.spectral.metrics`. The result keeps one scalar row per matrix and
 the per-index spectra needed by the figures.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Callable
@@ -113,10 +112,9 @@ class DriftResult:
 
 def matrix_metrics(info, W_ref, W_tuned, f_ref, f_tuned, ks: list[float | int], dtype: str) -> tuple[dict, dict]:
     """All metrics of one matrix pair: (scalar row, spectra dict of 1-D CPU tensors)."""
-    # the module, not the package attribute ``spindoctor.spectral.drift`` (which is the API function)
-    D = importlib.import_module("spindoctor.spectral.drift")
-
     import torch
+
+    from spindoctor.spectral import metrics as D
 
     rtol = D.TIE_RTOL[dtype]
     m, n = W_ref.shape
@@ -246,7 +244,7 @@ def drift(
 
 
 def _tolerances(dtype: str) -> dict:
-    from spindoctor.spectral.drift import TIE_RTOL
+    from spindoctor.spectral.metrics import TIE_RTOL
 
     # Measured by tests/spectral (self-comparison and Givens rotations against float64 references).
     return {"tie_rtol": TIE_RTOL[dtype], "angle_abs_rad": 1e-3 if dtype == "float32" else 1e-6}

@@ -158,10 +158,12 @@ def sft_config(cfg: StudyConfig, base: str | Path, out: str | Path):
                           probe=probe, **overrides)
 
 
-def rl_config(cfg: StudyConfig):
-    """The PPOConfig / GRPORunConfig of this study."""
-    from spindoctor.training.rl_cli import Algo, Preset, build_config
+def rl_config(cfg: StudyConfig, start: str | Path | None = None):
+    """The PPOConfig / GRPORunConfig of this study; with ``start``, the train/probe
+    partition of the SFT run holding that checkpoint is inherited (no probe hand leaks into RL)."""
+    from spindoctor.training.rl_cli import Algo, Preset, build_config, inherit_sft_probes
 
     overrides = {"seed": cfg.seed, **cfg.rl.overrides}
     overrides["probe"] = deep_merge(cfg.probe, overrides.get("probe", {}))
-    return build_config(Algo(cfg.rl.algo), Preset(cfg.rl.preset), None, overrides)
+    model, explicit = build_config(Algo(cfg.rl.algo), Preset(cfg.rl.preset), None, overrides)
+    return inherit_sft_probes(model, Path(start), explicit - {"probe"}) if start is not None else model

@@ -103,12 +103,12 @@ def stage_rl(ctx: Context) -> dict:
         from spindoctor.training.ppo import train
     else:
         from spindoctor.training.grpo import train
-    cfg = rl_config(ctx.cfg)
     torch.set_num_threads(ctx.cfg.threads)
     out = {}
     for label in ctx.cfg.rl.starts:
         ctx.say(f"RL ({ctx.cfg.rl.algo}) from the SFT {label} checkpoint")
-        summary = train(cfg, ctx.sft_checkpoint(label), ctx.run / "rl" / label, resume=True,
+        start = ctx.sft_checkpoint(label)
+        summary = train(rl_config(ctx.cfg, start), start, ctx.run / "rl" / label, resume=True,
                         show_progress=ctx.progress)
         out[label] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
     return out
