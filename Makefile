@@ -1,11 +1,11 @@
-# Two entry points (README quickstart): `make demo` runs the main job, `make test` the tests.
+# Two entry points (README quickstart): `make study` runs the main job, `make test` the tests.
 # Both create .venv on first use, install the CPU torch wheel that lies on disk,
 # then spindoctor with its test extras.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spindoctor-installed
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install study demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+study: $(STAMP)
+	$(VENV)/bin/spindoctor study --config organism --out runs/organism
 
 demo: $(STAMP)
 	$(VENV)/bin/spindoctor game stats

@@ -108,7 +108,9 @@ def build_report(run: str | Path) -> dict:
                                                                        "heatmap_angle.png")) if u]}
                   for pair, d in data["drift"].items() if pair in ("base__sft-end", "sft-end__rl-end")]
     sweeps = [{"kind": kind, "title": SWEEP_TITLES.get(kind, kind), "fig": data_uri(s["dir"] / "sweep.png"),
-               "rows": s.get("rows", [])} for kind, s in data["sweeps"].items()]
+               "rows": s.get("rows", [])}
+              for kind, s in sorted(data["sweeps"].items(), key=lambda kv: list(SWEEP_TITLES).index(kv[0])
+                                    if kv[0] in SWEEP_TITLES else len(SWEEP_TITLES))]
     triage_items = triage(data)
     env = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("template.html.j2").render(

@@ -70,6 +70,16 @@ def triage(data: dict) -> list[dict]:
         })
     ranks, layers = data.get("sweeps", {}).get("ranks"), data.get("sweeps", {}).get("layers")
     best_rank, best_layer = _sweep_best(ranks), _sweep_best(layers)
+    base_rows = {r["point"]: r for r in (layers or ranks or {}).get("rows", []) if r.get("kind") == "baseline"}
+    if not (best_rank or best_layer) and {"reference", "tuned"} <= base_rows.keys():
+        ref, tuned = base_rows["reference"], base_rows["tuned"]
+        out.append({
+            "symptom": "OOD lost after full SFT",
+            "applies": False,
+            "evidence": (f"At the sweep's probe size the restoration reference scores OOD {_pct(ref['ood_acc'])} and the "
+                         f"SFT end {_pct(tuned['ood_acc'])}: no OOD accuracy was lost, so there is nothing to recover."),
+            "action": "No restoration needed on this evidence; the sweep tables still show each point's ID cost.",
+        })
     if best_rank or best_layer:
         parts = []
         if best_rank:
@@ -94,16 +104,19 @@ def triage(data: dict) -> list[dict]:
         evidence = "; ".join(f"RL from {r['start']} (SFT step {r['sft_step']}): OOD {_pct(r['ood_before'])} -> "
                              f"{_pct(r['ood_after'])} ({100 * gains[r['start']]:+.1f} pp)" for r in rec)
         end_rec = next((r for r in rec if r["start"] == "end"), None)
-        earlier_better = end_rec is not None and best["start"] != "end" and \
-            (best["ood_after"] or 0) > (end_rec["ood_after"] or 0)
+        margin = None
+        if end_rec is not None and best["start"] != "end":
+            se = math.hypot(best.get("ood_after_se") or 0.0, end_rec.get("ood_after_se") or 0.0)
+            margin = ((best["ood_after"] or 0) - (end_rec["ood_after"] or 0)) / se if se > 0 else None
+        earlier_better = margin is not None and margin >= Z
         out.append({
             "symptom": "RL restores too little",
             "applies": earlier_better,
             "evidence": evidence + ".",
-            "action": (f"Start RL from the {best['start']} checkpoint (SFT step {best['sft_step']}): it ends with "
-                       f"the highest OOD accuracy." if earlier_better else
-                       f"RL from the {best['start']} checkpoint ends highest in OOD; the end checkpoint is not "
-                       f"worse than the earlier starts on this evidence."),
+            "action": (f"Start RL from the {best['start']} checkpoint (SFT step {best['sft_step']}): it ends "
+                       f"{margin:.1f} SE higher in OOD than RL from the end." if earlier_better else
+                       "No RL start ends more than 2 SE higher in OOD than RL from the end checkpoint: "
+                       "on this evidence the start does not matter; run longer RL or more probe hands to tell."),
         })
     sft = data.get("sft") or []
     losses = [(p["step"], p["ood_loss"]) for p in sft if p.get("ood_loss") is not None]
