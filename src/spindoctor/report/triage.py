@@ -71,15 +71,19 @@ def triage(data: dict) -> list[dict]:
     ranks, layers = data.get("sweeps", {}).get("ranks"), data.get("sweeps", {}).get("layers")
     best_rank, best_layer = _sweep_best(ranks), _sweep_best(layers)
     base_rows = {r["point"]: r for r in (layers or ranks or {}).get("rows", []) if r.get("kind") == "baseline"}
-    if not (best_rank or best_layer) and {"reference", "tuned"} <= base_rows.keys():
+    lost_z = (_diff_z(base_rows["reference"], base_rows["tuned"], "ood")
+              if {"reference", "tuned"} <= base_rows.keys() else None)
+    if lost_z is not None and lost_z < Z:
         ref, tuned = base_rows["reference"], base_rows["tuned"]
         out.append({
             "symptom": "OOD lost after full SFT",
             "applies": False,
             "evidence": (f"At the sweep's probe size the restoration reference scores OOD {_pct(ref['ood_acc'])} and the "
-                         f"SFT end {_pct(tuned['ood_acc'])}: no OOD accuracy was lost, so there is nothing to recover."),
+                         f"SFT end {_pct(tuned['ood_acc'])} ({lost_z:+.1f} SE): no significant OOD loss, so recovered "
+                         "shares would be noise."),
             "action": "No restoration needed on this evidence; the sweep tables still show each point's ID cost.",
         })
+        best_rank = best_layer = None
     if best_rank or best_layer:
         parts = []
         if best_rank:
