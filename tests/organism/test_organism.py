@@ -91,3 +91,49 @@ def test_pretrain_steps_change_weights_and_save(tmp_path):
     assert (tmp_path / "base" / "pretrain_config.yaml").exists()
     assert torch.isfinite(torch.tensor(summary["final_loss_ema"]))
     save_organism(trained, build_tokenizer(), tmp_path / "again")  # re-save works
+
+
+@pytest.mark.parametrize("pack_len", [48, 96, 400], ids=["one-per-row-mostly", "default-96", "all-in-one-row"])
+def test_packed_batch_gives_the_padded_loss_and_logits(pack_len):
+    """Packing is a layout change only: every sequence sees just itself, so the loss and each
+    sequence's logits equal the right-padded batch's."""
+    import random
+
+    import torch
+
+    from spindoctor.models.organism import OrganismConfig, build_model, build_tokenizer
+    from spindoctor.models.organism_pretrain import encode_batch, pack_batch, training_loss
+
+    tok = build_tokenizer()
+    tiny = OrganismConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    model = build_model(tiny, tok, seed=0).eval()
+    pairs = sample_batch(CorpusConfig(), random.Random(3), 12)
+    with torch.no_grad():
+        padded = training_loss(model, tok, pairs, pack_len=0)
+        packed = training_loss(model, tok, pairs, pack_len=pack_len)
+    assert abs(float(padded) - float(packed)) < 1e-5
+    input_ids, position_ids, labels = pack_batch(tok, pairs, pack_len)
+    assert int((labels != -100).sum()) == int((encode_batch(tok, pairs)[2] != -100).sum())
+    starts = (position_ids == 0).nonzero().tolist()
+    assert len(starts) == len(pairs)  # every sequence exactly once
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+        for row, col in starts[:4]:
+            run = position_ids[row, col:] == torch.arange(position_ids.shape[1] - col)
+            n = int(run.all()) * len(run) or int((~run).int().argmax())  # to the next start or the row's end
+            alone = model(input_ids=input_ids[row:row + 1, col:col + n], use_cache=False).logits
+            assert torch.allclose(alone[0], logits[row, col:col + n], atol=1e-5)
+
+
+def test_pack_batch_respects_the_row_length_and_isolates_long_sequences():
+    from spindoctor.models.organism import build_tokenizer
+    from spindoctor.models.organism_pretrain import pack_batch
+
+    tok = build_tokenizer()
+    pairs = [("R10 A 2 =3:", " 1 2|1+2"), ("R10 K Q J 10 =40:", " 10 10 10 10|10+10+10+10"), ("R10 A =1:", " 1|1")]
+    input_ids, position_ids, labels = pack_batch(tok, pairs, pack_len=36)
+    lengths = [len(tok(p + c + tok.eos_token)["input_ids"]) for p, c in pairs]
+    assert lengths[0] + lengths[2] <= 36 < lengths[1]  # longer than a row: a row of its own, never split
+    assert input_ids.shape == (2, lengths[1])
+    assert int((position_ids[0] == 0).sum()) == 1
+    assert input_ids.shape == position_ids.shape == labels.shape

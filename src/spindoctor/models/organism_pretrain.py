@@ -39,6 +39,11 @@ class PretrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     grad_clip: float = Field(1.0, gt=0, description="max global grad norm")
     threads: int = Field(2, ge=1, description="torch intra-op threads (both cores by default)")
+    pack_len: int = Field(
+        96, ge=0, description="pack each batch's sequences into rows of at most this many tokens "
+        "(block-diagonal attention, positions restart per sequence: the same loss as padding, about "
+        "25% fewer tokens); 0 = one right-padded row per example"
+    )
     log_every: int = Field(50, ge=1, description="steps between log rows")
     eval_n: int = Field(256, ge=1, description="fresh corpus problems for the final greedy accuracy")
     organism: OrganismConfig = Field(default_factory=OrganismConfig)
@@ -70,6 +75,57 @@ def encode_batch(tokenizer, pairs: list[tuple[str, str]]):
     for row, n in enumerate(prompt_lens):
         labels[row, :n] = -100
     return enc["input_ids"], enc["attention_mask"], labels.to(torch.long)
+
+
+def pack_batch(tokenizer, pairs: list[tuple[str, str]], pack_len: int):
+    """Pack prompt + completion + EOS sequences into rows of at most ``pack_len`` tokens.
+
+    First-fit decreasing by length. Returns ``input_ids``, ``position_ids`` and
+    ``labels``, each of shape (rows, longest row): positions restart at 0 for
+    every sequence, which makes transformers build a block-diagonal causal mask
+    (``masking_utils.find_packed_sequence_indices``; needs ``attention_mask=None``
+    and ``use_cache=False``), so each sequence attends only to itself and the
+    loss equals :func:`encode_batch`'s. Row tails are padding that continues the
+    last sequence's positions (causal, so it changes nothing before it) with
+    label -100. A sequence longer than ``pack_len`` gets a row of its own.
+    """
+    import torch
+
+    full = tokenizer([p + c + tokenizer.eos_token for p, c in pairs])["input_ids"]
+    prompt_lens = [len(ids) for ids in tokenizer([p for p, _ in pairs])["input_ids"]]
+    rows: list[list[int]] = []  # indices of the sequences in each row
+    fill: list[int] = []
+    for i in sorted(range(len(full)), key=lambda j: -len(full[j])):
+        row = next((r for r, used in enumerate(fill) if used + len(full[i]) <= pack_len), None)
+        if row is None:
+            rows.append([])
+            fill.append(0)
+            row = len(rows) - 1
+        rows[row].append(i)
+        fill[row] += len(full[i])
+    width = max(fill)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, members in enumerate(rows):
+        at = 0
+        for i in members:
+            n = len(full[i])
+            input_ids[r, at:at + n] = torch.tensor(full[i])
+            labels[r, at + prompt_lens[i]:at + n] = input_ids[r, at + prompt_lens[i]:at + n]
+            position_ids[r, at:at + n] = torch.arange(n)
+            at += n
+        position_ids[r, at:] = torch.arange(n, n + width - at)
+    return input_ids, position_ids, labels
+
+
+def training_loss(model, tokenizer, pairs: list[tuple[str, str]], pack_len: int):
+    """Mean completion-token cross-entropy of ``pairs`` (packed when ``pack_len`` > 0)."""
+    if pack_len > 0:
+        input_ids, position_ids, labels = pack_batch(tokenizer, pairs, pack_len)
+        return model(input_ids=input_ids, position_ids=position_ids, labels=labels, use_cache=False).loss
+    input_ids, attention_mask, labels = encode_batch(tokenizer, pairs)
+    return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
 
 
 def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dict:
@@ -106,8 +162,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
         for step in range(cfg.steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            input_ids, attention_mask, labels = encode_batch(tokenizer, sample_batch(cfg.corpus, rng, cfg.batch_size))
-            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+            loss = training_loss(model, tokenizer, sample_batch(cfg.corpus, rng, cfg.batch_size), cfg.pack_len)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
