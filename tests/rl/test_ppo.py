@@ -152,3 +152,32 @@ def test_bad_input_is_a_user_error(tiny_ckpt, tmp_path, fields, message):
     start = tiny_ckpt if "episodes_per_step" in fields else tmp_path / "nope"
     with pytest.raises(UserError, match=message):
         train(PPOConfig(**{**TINY, **fields}), start, tmp_path / "run", show_progress=False)
+
+
+@pytest.mark.parametrize("saved_n, reused", [(4, True), (6, False)], ids=["same-probe-config", "other-n"])
+def test_step_zero_reuses_the_start_checkpoints_probe_rows_only_when_configs_match(
+        tiny_ckpt, tmp_path, saved_n, reused):
+    """RL step 0 is the start checkpoint: its SFT probe rows are copied when they were made
+    with the same resolved ProbeConfig, and then they equal what a fresh probe measures."""
+    import json
+
+    from spindoctor.probes import ProbeConfig, metrics_row, probe_model
+    from spindoctor.probes.load import load_causal_lm
+
+    start = tmp_path / "checkpoint-7"
+    shutil.copytree(tiny_ckpt, start)
+    probe = {"n": 4, "batch_size": 4}
+    saved_cfg = ProbeConfig(fmt="compact", **{**probe, "n": saved_n})
+    model, tok = load_causal_lm(start)
+    saved_rows = [metrics_row("sft", 7, r) for r in probe_model(model, tok, saved_cfg).values()]
+    (start / "probe.json").write_text(json.dumps(
+        {"step": 7, "rows": saved_rows, "probe_config": saved_cfg.model_dump(mode="json")}))
+    cfg = PPOConfig(**{**TINY, "steps": 1, "probe_every": 1, "probe": probe})
+    train(cfg, start, tmp_path / "run", show_progress=False)
+    step0 = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["step"] == 0]
+    assert [r["split"] for r in step0] == ["id", "ood"]
+    assert all(("reused_from" in r) == reused and r["stage"] == "rl" and r["n"] == 4 for r in step0)
+    fresh = probe_model(model, tok, ProbeConfig(fmt="compact", **probe))
+    for row in step0:
+        assert row["acc"] == fresh[row["split"]].acc
+        assert row["loss"] == pytest.approx(fresh[row["split"]].loss, rel=1e-5)

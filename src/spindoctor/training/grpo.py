@@ -94,14 +94,15 @@ def trl_config(cfg: GRPORunConfig, out: Path, world: int, show_progress: bool):
     )
 
 
-def probe_callback(cfg: GRPORunConfig, probe_cfg: dict, tokenizer, out: Path):
-    """A TrainerCallback: probes at step 0 and every ``probe_every`` steps, logs rows to train.jsonl."""
+def probe_callback(cfg: GRPORunConfig, probe_cfg: dict, tokenizer, out: Path, start: Path):
+    """A TrainerCallback: probes at step 0 (the start checkpoint's own rows when reusable) and
+    every ``probe_every`` steps, logs rows to train.jsonl."""
     from transformers import TrainerCallback
 
     class ProbeCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             if cfg.probe_every and state.global_step == 0 and state.is_world_process_zero:
-                common.run_probes(model, tokenizer, probe_cfg, "rl", 0, out)
+                common.probe_start(model, tokenizer, probe_cfg, start, out)
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             at_probe = cfg.probe_every and state.global_step % cfg.probe_every == 0
@@ -151,7 +152,7 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
     trainer = GRPOTrainer(
         model=policy, reward_funcs=trl_reward, args=trl_config(cfg, out, world, show_progress),
         train_dataset=build_dataset(cfg, tokenizer, cfg.steps * cfg.prompts_per_step),
-        processing_class=tokenizer, callbacks=[probe_callback(cfg, probe_cfg, tokenizer, out), *(callbacks or [])],
+        processing_class=tokenizer, callbacks=[probe_callback(cfg, probe_cfg, tokenizer, out, Path(start)), *(callbacks or [])],
     )
     resume_from = str(out / f"checkpoint-{done_step}") if done_step else None
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -422,7 +422,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
     reward_fn = reward_fn or game_reward(cfg.fmt)
     n_local, opt_step = cfg.episodes_per_step // acc.num_processes, run.opt_step
     if run.done_step == 0 and cfg.probe_every and acc.is_main_process:
-        common.run_probes(acc.unwrap_model(model).policy, tokenizer, run.probe_cfg, "rl", 0, out)
+        common.probe_start(acc.unwrap_model(model).policy, tokenizer, run.probe_cfg, start, out)
     acc.wait_for_everyone()
     last = {}
     with Progress(disable=not (show_progress and acc.is_main_process)) as progress:

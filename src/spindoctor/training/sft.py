@@ -121,9 +121,13 @@ def build_dataset_rows(cfg: SFTRunConfig, conversational: bool) -> list[dict]:
     return rows
 
 
-def save_checkpoint(model: Any, tokenizer: Any, out: Path, step: int, probe_rows: list[dict]) -> Path:
+def save_checkpoint(
+    model: Any, tokenizer: Any, out: Path, step: int, probe_rows: list[dict], probe_config: dict | None = None
+) -> Path:
     """Write ``checkpoint-<step>`` atomically: weights (safetensors, probe rows in the
-    file metadata under ``spindoctor_probe``), tokenizer and ``probe.json``."""
+    file metadata under ``spindoctor_probe``), tokenizer and ``probe.json`` (the rows and
+    the resolved ``ProbeConfig`` that made them, so RL from this checkpoint can reuse
+    them as its step 0: :func:`spindoctor.training.rl_common.reusable_probe_rows`)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -137,7 +141,7 @@ def save_checkpoint(model: Any, tokenizer: Any, out: Path, step: int, probe_rows
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         meta["spindoctor_probe"] = json.dumps(probe_rows)
         save_file(tensors, str(path), metadata=meta)
-    atomic_write_json(tmp / "probe.json", {"step": step, "rows": probe_rows})
+    atomic_write_json(tmp / "probe.json", {"step": step, "rows": probe_rows, "probe_config": probe_config})
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
@@ -164,7 +168,7 @@ def make_probe_callback(cfg: SFTRunConfig, tokenizer: Any, out: Path, say: Any =
             rows = [metrics_row("sft", step, results[s]) for s in cfg.probe.splits]
             for row in rows:
                 append_jsonl(out / "metrics.jsonl", row)
-            save_checkpoint(model, tokenizer, out, step, rows)
+            save_checkpoint(model, tokenizer, out, step, rows, cfg.probe.model_dump(mode="json"))
             say(f"step {step:>4}  " + "  ".join(
                 f"{r['split']} acc {r['acc']:.3f}±{r['acc_se']:.3f} loss {r['loss']:.3f}" for r in rows))
 
