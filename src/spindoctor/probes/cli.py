@@ -79,6 +79,7 @@ def probe(
     watch: Path | None = typer.Option(None, help="probe each new checkpoint-* folder under DIR"),
     interval: float = typer.Option(10.0, help="--watch: seconds between scans"),
     once: bool = typer.Option(False, help="--watch: exit after probing what exists now"),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Probe a checkpoint on the ID and OOD sets (accuracy ± SE, well-formed, values, loss)."""
@@ -89,14 +90,14 @@ def probe(
         raise UserError("give either CKPT or --watch DIR")
     cfg = _probe_config(splits, n, fmt, seed, batch_size, max_turns, mode)
     if watch is not None:
-        _watch(watch, cfg, interval, once, as_json)
+        _watch(watch, cfg, interval, once, as_json, device)
         return
-    model, tokenizer = load_causal_lm(ckpt)
+    model, tokenizer = load_causal_lm(ckpt, device=device)
     results = probe_model(model, tokenizer, cfg)
     _emit({s: r.to_dict() for s, r in results.items()}, as_json, _probe_text(str(ckpt), results))
 
 
-def _watch(folder: Path, cfg, interval: float, once: bool, as_json: bool) -> None:
+def _watch(folder: Path, cfg, interval: float, once: bool, as_json: bool, device: str = "auto") -> None:
     """Probe every complete ``checkpoint-<step>`` under ``folder`` once, in step order;
     rows go to ``folder/probe_metrics.jsonl`` (stage "watch")."""
     from spindoctor.io import append_jsonl, read_jsonl
@@ -115,7 +116,7 @@ def _watch(folder: Path, cfg, interval: float, once: bool, as_json: bool) -> Non
                 continue
             if time.time() - max(f.stat().st_mtime for f in path.iterdir()) < 2.0:
                 continue  # still being written; next scan
-            model, tokenizer = load_causal_lm(path)
+            model, tokenizer = load_causal_lm(path, device=device)
             results = probe_model(model, tokenizer, cfg)
             for split in cfg.splits:
                 append_jsonl(log, metrics_row("watch", step, results[split]))

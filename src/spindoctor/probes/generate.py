@@ -36,6 +36,12 @@ def render_chat(tokenizer: Any, messages: list[Message]) -> str:
     return text
 
 
+def model_device(model: Any) -> Any:
+    """The device of a model's parameters (inputs are moved there: CUDA models work as CPU ones)."""
+    device = getattr(model, "device", None)
+    return device if device is not None else next(model.parameters()).device
+
+
 def ensure_pad_token(tokenizer: Any) -> None:
     """Give a tokenizer without a pad token its EOS as pad (the usual HF convention)."""
     if tokenizer.pad_token_id is None:
@@ -65,6 +71,7 @@ def generate_texts(
         kwargs.update(temperature=temperature, top_p=top_p)
     else:  # greedy: neutralise sampling fields a checkpoint's generation_config may carry
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    device = model_device(model)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         enc = tokenizer(
@@ -73,7 +80,7 @@ def generate_texts(
         )
         with torch.inference_mode():
             gen = model.generate(
-                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
                 max_new_tokens=max_new_tokens, use_cache=True,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **kwargs,
             )
@@ -125,7 +132,7 @@ def teacher_forced_nll(
     import torch
 
     ensure_pad_token(tokenizer)
-    total, count = 0.0, 0
+    total, count, device = 0.0, 0, model_device(model)
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start : start + batch_size]
         width = max(len(ids) for ids, _ in chunk)
@@ -137,7 +144,8 @@ def teacher_forced_nll(
             mask[row, : len(seq)] = 1
             target_mask[row, max(begin, 1) : len(seq)] = True
         with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+        logits = logits.float().cpu()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         tok_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         scored = target_mask[:, 1:]

@@ -8,8 +8,9 @@ from typing import Any
 from spindoctor.errors import UserError
 
 
-def load_causal_lm(path: str | Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a local checkpoint folder, float32, eval mode.
+def load_causal_lm(path: str | Path, trust_remote_code: bool = False, device: str = "cpu") -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a local checkpoint folder, float32, eval mode, on ``device``
+    (``auto``: CUDA when present; trainers that place the model themselves keep ``cpu``).
 
     Raises :class:`UserError` when the folder is missing or holds no
     ``*.safetensors`` weights (pickle checkpoints are never loaded).
@@ -31,4 +32,8 @@ def load_causal_lm(path: str | Path, trust_remote_code: bool = False) -> tuple[A
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
+    if device != "cpu":
+        from spindoctor.spectral.svd import resolve_device
+
+        model.to(resolve_device(device))
     return model, tokenizer

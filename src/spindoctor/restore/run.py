@@ -48,7 +48,7 @@ class SweepConfig(BaseModel):
     mode: Literal["direction", "full"] = Field("direction", description="keep tuned singular values or not")
     factor_dtype: Literal["float32", "float64"] = Field("float32", description="dtype of the factorisations")
     cache_dir: str | None = Field(None, description="factorisation cache (default: none)")
-    device: str = Field("cpu", description="device for the factorisations")
+    device: str = Field("cpu", description="device for the factorisations and the probed models (auto: CUDA when present)")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="the ID/OOD probes of every point")
 
 
@@ -75,7 +75,7 @@ def _row(label: str, results: dict, baseline: dict | None, **extra) -> dict:
     return row
 
 
-def _probe_once(path: str, probe: ProbeConfig, memo: dict | None, model=None, tok=None) -> dict:
+def _probe_once(path: str, probe: ProbeConfig, memo: dict | None, model=None, tok=None, device: str = "cpu") -> dict:
     """Probe results of checkpoint ``path``, reused from ``memo`` when the same probe ran before."""
     from spindoctor.probes import probe_model
     from spindoctor.probes.load import load_causal_lm
@@ -84,7 +84,7 @@ def _probe_once(path: str, probe: ProbeConfig, memo: dict | None, model=None, to
     if memo is not None and key in memo:
         return memo[key]
     if model is None:
-        model, tok = load_causal_lm(path)
+        model, tok = load_causal_lm(path, device=device)
     results = probe_model(model, tok, probe)
     if memo is not None:
         memo[key] = results
@@ -108,8 +108,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True, baseline
     infos = plan_matrices(Checkpoint(cfg.ref), Checkpoint(cfg.tuned), plan)
     n_layers = max((i.layer for i in infos if i.layer is not None), default=-1) + 1
     factors = load_factors(cfg.ref, cfg.tuned, infos, cfg.cache_dir, cfg.factor_dtype, cfg.device, progress)
-    baseline = {"ref": _probe_once(cfg.ref, cfg.probe, baselines)}
-    model, tok = load_causal_lm(cfg.tuned)
+    baseline = {"ref": _probe_once(cfg.ref, cfg.probe, baselines, device=cfg.device)}
+    model, tok = load_causal_lm(cfg.tuned, device=cfg.device)
     baseline["tuned"] = _probe_once(cfg.tuned, cfg.probe, baselines, model, tok)
     rows = [_row("reference", baseline["ref"], None, kind="baseline"),
             _row("tuned", baseline["tuned"], None, kind="baseline")]
