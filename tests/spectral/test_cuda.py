@@ -15,7 +15,7 @@ from .test_checkpoints import save_pair, tiny_model
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 # Metrics compared between devices; angles in radians (float32 tolerance of DriftResult.meta).
-COMPARED = ["rel_update", "ds_rel_mean_abs", "angle_u_mean", "angle_v_mean", "k0.25_u_mean", "k0.5_v_mean"]
+COMPARED = ["ds_rel_mean_abs", "angle_u_mean", "angle_v_mean", "k0.25_u_mean", "k0.5_v_mean"]
 
 
 @pytest.mark.parametrize("dtype, tol", [("float32", 2e-3), ("float64", 1e-8)], ids=["fp32", "fp64"])
@@ -26,6 +26,8 @@ def test_cuda_drift_matches_cpu(tmp_path, dtype, tol):
     assert gpu.meta["device"] == "cuda"
     for a, b in zip(cpu.rows, gpu.rows, strict=True):
         assert a["name"] == b["name"]
+        # the weights are float32 whatever the factor dtype: norms differ in the 8th digit between devices
+        assert math.isclose(a["rel_update"], b["rel_update"], rel_tol=1e-6)
         for key in COMPARED:
             assert math.isclose(a[key], b[key], rel_tol=tol, abs_tol=tol), (a["name"], key, a[key], b[key])
 

@@ -62,10 +62,10 @@ def tie_groups(s: torch.Tensor, rtol: float) -> torch.Tensor:
     import torch
 
     if s.numel() == 0:
-        return torch.zeros(0, dtype=torch.int64)
+        return torch.zeros(0, dtype=torch.int64, device=s.device)
     tol = rtol * float(s[0].abs())
     breaks = (s[:-1] - s[1:]).abs() > tol
-    return torch.cat([torch.zeros(1, dtype=torch.int64), breaks.to(torch.int64).cumsum(0)])
+    return torch.cat([torch.zeros(1, dtype=torch.int64, device=s.device), breaks.to(torch.int64).cumsum(0)])
 
 
 def snap_k(k: int, *groups: torch.Tensor) -> int:
