@@ -12,12 +12,16 @@ fresh process with the same thread count:
 - peak RSS of the cold phase, against the model size and the largest matrix;
 - accuracy: float32 ``gram`` metrics against float64 ``svd`` on one layer, and the
   recovered rotation angle against the known one;
+- rounds: floor, cold and warm are repeated ``--rounds`` times, interleaved
+  (floor, cold, warm, floor, cold, warm, ...; a fresh cache for every cold), and
+  the ratios use the medians, so a burst of noise on this shared machine hits
+  one sample, not one side of a ratio;
 - WeightWatcher 0.7.x ``analyze()`` of both models (spectra only), when
   ``import weightwatcher`` works (``BENCH_WW_PATH`` may point at a private
   ``pip install --target`` folder; it is not a dependency).
 
 Last line: one JSON object ``{"bench": "drift", "ratio": {...}, "seconds": {...}, ...}``.
-Usage: ``python bench/drift.py [--matrices linear] [--threads 2] [--no-ww]``.
+Usage: ``python bench/drift.py [--matrices linear] [--threads 2] [--rounds 3] [--no-ww]``.
 """
 
 from __future__ import annotations
@@ -150,10 +154,16 @@ def run_phase(name: str, args: list[str], threads: int, extra_path: str | None =
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs: list[dict], key: str) -> dict:
+    """The run whose ``key`` is the median (upper median for an even count)."""
+    return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--matrices", default="linear")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="Interleaved floor/cold/warm repetitions (medians).")
     p.add_argument("--no-ww", action="store_true", help="Skip the WeightWatcher comparison.")
     p.add_argument("--phase", default=None)
     p.add_argument("rest", nargs="*")
@@ -169,19 +179,24 @@ def main() -> None:
     ref, tuned, source = prepare(work)
     model_mb = (ref / "model.safetensors").stat().st_size / 2**20
     common = ["--threads", str(a.threads)]
-    with tempfile.TemporaryDirectory(dir=work.parent if work.parent.is_dir() else None) as tmp:
-        cache = str(Path(tmp) / "cache")
-        floor = run_phase("floor", [*common, str(ref), str(tuned), a.matrices], a.threads)
-        cold = run_phase("drift", [*common, str(ref), str(tuned), a.matrices, cache], a.threads)
-        warm = run_phase("drift", [*common, str(ref), str(tuned), a.matrices, cache], a.threads)
-        acc = run_phase("accuracy", [*common, str(ref), str(tuned)], a.threads)
+    floors, colds, warms = [], [], []
+    for _ in range(a.rounds):
+        with tempfile.TemporaryDirectory(dir=work.parent if work.parent.is_dir() else None) as tmp:
+            cache = str(Path(tmp) / "cache")
+            floors.append(run_phase("floor", [*common, str(ref), str(tuned), a.matrices], a.threads))
+            colds.append(run_phase("drift", [*common, str(ref), str(tuned), a.matrices, cache], a.threads))
+            warms.append(run_phase("drift", [*common, str(ref), str(tuned), a.matrices, cache], a.threads))
+    acc = run_phase("accuracy", [*common, str(ref), str(tuned)], a.threads)
+    if None in floors + colds + warms:
+        sys.exit("bench failed")
+    floor, cold, warm = (median_run(runs, key) for runs, key in
+                         ((floors, "floor_s"), (colds, "drift_s"), (warms, "drift_s")))
     ww_path = os.environ.get("BENCH_WW_PATH", str(ROOT / ".cache" / "ww"))
     wwr = None if a.no_ww else run_phase("ww", [*common, str(ref), str(tuned)], a.threads, ww_path)
-    if not (floor and cold and warm):
-        sys.exit("bench failed")
     f = floor["floor_s"]
     print(f"pair: {source}; {floor['n_svd'] // 2} matrices per model ({a.matrices}), {a.threads} threads")
-    print(f"floor (plain svd, both models) {f:.1f} s; cold drift {cold['drift_s']:.1f} s; warm {warm['drift_s']:.1f} s")
+    print(f"floor (plain svd, both models) {f:.1f} s; cold drift {cold['drift_s']:.1f} s; warm {warm['drift_s']:.1f} s"
+          f" (medians of {a.rounds} interleaved rounds)")
     print(f"peak RSS cold {cold['peak_rss_mb']:.0f} MB (after imports {cold['rss_after_imports_mb']:.0f} MB; "
           f"model file {model_mb:.0f} MB; largest matrix {floor['largest_matrix_mb']:.1f} MB)")
     result = {
@@ -205,6 +220,9 @@ def main() -> None:
                         "weightwatcher": round(wwr["peak_rss_mb"]) if wwr else None},
         "sizes_mb": {"model_file": round(model_mb), "largest_matrix": round(floor["largest_matrix_mb"], 2)},
         "accuracy": {**(acc or {}), "rotation_angle_error_rad": cold["rotation_angle_error_rad"]},
+        "rounds": {"svd_floor_s": [round(r["floor_s"], 2) for r in floors],
+                   "drift_cold_s": [round(r["drift_s"], 2) for r in colds],
+                   "drift_warm_s": [round(r["drift_s"], 2) for r in warms]},
         "pair": source, "matrices": a.matrices, "n_matrices": cold["n"], "threads": a.threads,
         "methods": cold["methods"], "warm_cache_hits": warm["hits"],
         "weightwatcher": wwr["ww_version"] if wwr else "not importable",

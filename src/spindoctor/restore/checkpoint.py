@@ -96,7 +96,7 @@ def restore_checkpoint(
 
 def _restore_one(ref, tuned, info, plan, cache, dtype, device, fp_ref, fp_tuned):
     """Restore one matrix; return it in the stored orientation and dtype, plus its record row."""
-    W = tuned.matrix(info.name)
+    W = tuned.matrix(info.name, check_finite=False)  # checked by load_factorization on a miss
     f_ref, _ = load_factorization(ref, info.name, cache, dtype, device=device, fingerprint=fp_ref)
     f_tuned, _ = load_factorization(tuned, info.name, cache, dtype, device=device, fingerprint=fp_tuned, W=W)
     k_top = restore_count(plan.k_top, f_tuned.rank)

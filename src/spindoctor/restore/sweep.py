@@ -54,7 +54,7 @@ def load_factors(ref_dir, tuned_dir, infos: list[MatrixInfo], cache_dir=None, dt
     fp_tuned = tuned.fingerprint(cache.root) if cache else None
     out = []
     for info in track(infos, description="factorising", disable=not progress, transient=True):
-        W = tuned.matrix(info.name)
+        W = tuned.matrix(info.name, check_finite=False)  # checked by load_factorization on a miss
         f_ref, _ = load_factorization(ref, info.name, cache, dtype, device=device, fingerprint=fp_ref)
         f_tuned, _ = load_factorization(tuned, info.name, cache, dtype, device=device, fingerprint=fp_tuned, W=W)
         out.append(MatrixFactors(info, W, f_ref, f_tuned))

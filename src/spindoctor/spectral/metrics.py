@@ -76,18 +76,19 @@ def snap_k(k: int, *groups: torch.Tensor) -> int:
     return k
 
 
-def _sines_sq(M: torch.Tensor, idx: torch.Tensor, complete: bool) -> torch.Tensor:
-    """Squared sines of principal angles between span(A[:, idx]) and span(B[:, idx]), ascending."""
+def _sines_sq(M: torch.Tensor, start: int, stop: int, complete: bool) -> torch.Tensor:
+    """Squared sines of principal angles between span(A[:, start:stop]) and span(B[:, start:stop]),
+    ascending (index ranges are contiguous: top-k cuts and tie groups; slices are views, no copies)."""
     import torch
 
-    if complete:
-        mask = torch.ones(M.shape[0], dtype=torch.bool, device=M.device)
-        mask[idx] = False
-        N = M[mask][:, idx]
-        S = N.T @ N
+    if complete:  # N = M[outside the range, range]: the rows above and below the block
+        above, below = M[:start, start:stop], M[stop:, start:stop]
+        S = below.T @ below
+        if start:
+            S = S + above.T @ above
     else:
-        Mk = M[idx][:, idx]
-        S = torch.eye(len(idx), dtype=M.dtype, device=M.device) - Mk.T @ Mk
+        Mk = M[start:stop, start:stop]
+        S = torch.eye(stop - start, dtype=M.dtype, device=M.device) - Mk.T @ Mk
     return torch.linalg.eigvalsh(S).clamp(0, 1)
 
 
@@ -110,8 +111,7 @@ def principal_angles(M: torch.Tensor, k: int, complete: bool) -> torch.Tensor:
         raise ValueError(f"k must be in 1..{M.shape[0]}, got {k}")
     if complete and k == M.shape[0]:  # both span the whole space
         return torch.zeros(k, dtype=M.dtype, device=M.device)
-    idx = torch.arange(k, device=M.device)
-    return torch.arcsin(_sines_sq(M, idx, complete).sqrt())
+    return torch.arcsin(_sines_sq(M, 0, k, complete).sqrt())
 
 
 def per_index_angles(M: torch.Tensor, groups: torch.Tensor, complete: bool) -> torch.Tensor:
@@ -142,8 +142,7 @@ def per_index_angles(M: torch.Tensor, groups: torch.Tensor, complete: bool) -> t
     start = 0
     for c in counts.tolist():
         if c > 1:
-            idx = torch.arange(start, start + c, device=M.device)
-            theta[idx] = torch.arcsin(_sines_sq(M, idx, complete).sqrt())
+            theta[start:start + c] = torch.arcsin(_sines_sq(M, start, start + c, complete).sqrt())
         start += c
     return theta
 

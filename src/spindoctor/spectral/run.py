@@ -127,12 +127,11 @@ def matrix_metrics(info, W_ref, W_tuned, f_ref, f_tuned, ks: list[float | int], 
     best_u, _ = D.best_match(M_u)
     best_v, _ = D.best_match(M_v)
     W_ref_d, W_t_d = W_ref.to(f_ref.U.device), W_tuned.to(f_ref.U.device)
-    dW = W_t_d - W_ref_d
-    dW_norm, W_norm = float(torch.linalg.vector_norm(dW)), float(torch.linalg.vector_norm(W_ref_d))
+    dW_norm, W_norm = float(torch.dist(W_t_d, W_ref_d)), float(torch.linalg.vector_norm(W_ref_d))
     if full_u or full_v:  # complete factors: the split follows from the overlaps (no extra matmul)
         diag_share, rot_share = D.energy_split_from_overlaps(M_u, M_v, f_ref.S, f_tuned.S, dW_norm**2)
     else:  # truncated (randomized) factors
-        diag_share, rot_share = D.energy_split(f_ref.U, f_ref.Vh, dW)
+        diag_share, rot_share = D.energy_split(f_ref.U, f_ref.Vh, W_t_d - W_ref_d)
     row = {
         "name": info.name, "layer": info.layer, "kind": info.kind, "component": info.component,
         "rows": m, "cols": n, "rank": r, "method": f_ref.method,
@@ -221,7 +220,7 @@ def drift(
     rows, spectra, hits = [], {}, 0
     with torch.no_grad():
         for i, info in enumerate(infos):
-            W_a, W_b = a.matrix(info.name), b.matrix(info.name)
+            W_a, W_b = a.matrix(info.name, check_finite=False), b.matrix(info.name, check_finite=False)
             fa, ha = load_factorization(a, info.name, cache, cfg.dtype, cfg.method, device, cfg.rank, fp_a, W_a)
             fb, hb = load_factorization(b, info.name, cache, cfg.dtype, cfg.method, device, cfg.rank, fp_b, W_b)
             hits += ha + hb

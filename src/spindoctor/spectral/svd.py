@@ -264,6 +264,9 @@ def load_factorization(
 ) -> tuple[Factorization, bool]:
     """Factorisation of tensor ``name`` of ``ckpt``, from ``cache`` when present.
 
+    ``W`` (the matrix, when the caller has read it) need not be checked for
+    NaN/Inf: it is checked here before factorising; a cache hit needs no check.
+
     Returns
     -------
     (Factorization on ``device``, hit) where ``hit`` says it came from the cache.
@@ -279,6 +282,8 @@ def load_factorization(
             return hit.to(device=device), True
     if W is None:
         W = ckpt.matrix(name)
+    else:
+        ckpt.check_finite(name, W)
     f = factorize(W, dtype=dtype, method=method, device=device, rank=rank)
     if cache is not None and key is not None:
         cache.save(key, f)

@@ -157,8 +157,12 @@ class Checkpoint:
         with safe_open(str(self.weight_map[name]), framework="pt") as fh:
             return fh.get_tensor(name)
 
-    def matrix(self, name: str):
+    def matrix(self, name: str, check_finite: bool = True):
         """Read a 2-D weight as float32 ``(out, in)``, checking it is finite.
+
+        ``check_finite=False`` leaves the check to the caller: a factorisation found
+        in the content-keyed cache was made from these very bytes, already checked
+        (:func:`spindoctor.spectral.svd.load_factorization` checks on a miss).
 
         Raises
         ------
@@ -173,11 +177,18 @@ class Checkpoint:
         t = t.to(torch.float32)
         if parse_name(name).conv1d:
             t = t.T.contiguous()
+        if check_finite:
+            self.check_finite(name, t)
+        return t
+
+    def check_finite(self, name: str, t) -> None:
+        """Raise :class:`UserError` when float32 matrix ``t`` (tensor ``name``) holds NaN or Inf."""
+        import torch
+
         # One numpy reduction (single-threaded, cheap); the elementwise check runs only
         # when the sum is not finite (NaN/Inf, or an overflow of huge finite values).
         if not math.isfinite(float(t.numpy().sum(dtype="float64"))) and not bool(torch.isfinite(t).all()):
             raise UserError(f"tensor {name!r} in {self.path} holds NaN or Inf values")
-        return t
 
     def fingerprint(self, memo_dir: Path | None = None) -> str:
         """Content fingerprint: SHA-256 over the bytes of every weight file.
