@@ -52,22 +52,33 @@ def _sweep_best(sweep: dict | None, key: str = "ood_recovered") -> dict | None:
     return max(rows, key=lambda r: r[key]) if rows else None
 
 
+def _ood_decline_row(peak: dict, end: dict, selection: dict) -> dict:
+    """Playbook row 1. The test is selection.json's (OOD successes pooled over
+    ``window`` neighbouring probes, the rule ``spindoctor select`` states) when
+    present, else the single peak and end probes; both numbers are shown."""
+    ood_z, id_z = _diff_z(peak, end, "ood"), _diff_z(end, peak, "id")
+    pooled_z = selection.get("decline_z")
+    test_z = pooled_z if pooled_z is not None else ood_z
+    applies = test_z is not None and test_z >= Z and (id_z or 0) > 0
+    pooled = (f"; pooled over {selection.get('window')} probes, the decline is {pooled_z:.1f} SE "
+              f"(select: {selection.get('shape')})" if pooled_z is not None else "")
+    return {
+        "symptom": "ID up, OOD down",
+        "applies": applies,
+        "evidence": (f"OOD peaked at step {peak['step']} at {_pct(peak['ood_acc'])} and ended at "
+                     f"{_pct(end['ood_acc'])} ({ood_z:+.1f} SE between the single probes{pooled}) "
+                     f"while ID went {_pct(peak['id_acc'])} -> {_pct(end['id_acc'])}."),
+        "action": (f"Stop SFT or branch at step {peak['step']} (the OOD peak)." if applies else
+                   "No OOD decline larger than 2 SE: no need to stop early on this evidence."),
+    }
+
+
 def triage(data: dict) -> list[dict]:
     """A list of {symptom, evidence, action, applies} in playbook order."""
     fig1, out = data.get("figure1") or [], []
     peak, end = _row(fig1, "SFT, OOD peak"), _row(fig1, "SFT, end")
     if peak and end:
-        ood_z, id_z = _diff_z(peak, end, "ood"), _diff_z(end, peak, "id")
-        applies = ood_z is not None and ood_z >= Z and (id_z or 0) > 0
-        out.append({
-            "symptom": "ID up, OOD down",
-            "applies": applies,
-            "evidence": (f"OOD peaked at step {peak['step']} at {_pct(peak['ood_acc'])} and ended at "
-                         f"{_pct(end['ood_acc'])} ({ood_z:+.1f} SE) while ID went {_pct(peak['id_acc'])} -> "
-                         f"{_pct(end['id_acc'])}."),
-            "action": (f"Stop SFT or branch at step {peak['step']} (the OOD peak)." if applies else
-                       "No OOD decline larger than 2 SE: no need to stop early on this evidence."),
-        })
+        out.append(_ood_decline_row(peak, end, data.get("selection") or {}))
     ranks, layers = data.get("sweeps", {}).get("ranks"), data.get("sweeps", {}).get("layers")
     best_rank, best_layer = _sweep_best(ranks), _sweep_best(layers)
     base_rows = {r["point"]: r for r in (layers or ranks or {}).get("rows", []) if r.get("kind") == "baseline"}
