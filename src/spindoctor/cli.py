@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from spindoctor.errors import UserError
 
@@ -58,12 +59,23 @@ def _register() -> None:
 _register()
 
 
+def validation_line(exc: ValidationError) -> str:
+    """One line for the first error of a pydantic ``ValidationError``: model, field, reason."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"bad {exc.title} setting {where}: {msg}" if where else f"bad {exc.title}: {msg}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map :class:`UserError` to exit 2 with a one-line message."""
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
+        return 2
+    except ValidationError as exc:  # a typed config refused a value a flag or file passed through
+        typer.echo(f"error: {validation_line(exc)}", err=True)
         return 2
     except typer.Exit as exc:  # raised by commands that choose their own code
         return exc.exit_code

@@ -127,3 +127,16 @@ def test_watch_probes_each_new_checkpoint_once(tiny_organism_dir, tmp_path):
     assert main(args) == 0  # second scan: nothing new
     rows = read_jsonl(tmp_path / "probe_metrics.jsonl")
     assert [(r["stage"], r["step"], r["split"]) for r in rows] == [("watch", 3, "id"), ("watch", 7, "id")]
+
+
+@pytest.mark.parametrize("args, field", [
+    (["organism", "pretrain", "--out", "{tmp}/base", "--steps", "0"], "PretrainConfig setting steps"),
+    (["sft", "--base", "{tmp}/b", "--out", "{tmp}/sft", "--batch-size", "0"], "SFTRunConfig setting batch_size"),
+], ids=["pretrain-steps-0", "sft-batch-0"])
+def test_out_of_range_flags_exit_2_with_one_line(args, field, tmp_path, capsys):
+    from spindoctor.cli import main
+
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and field in err[0]
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -65,3 +65,25 @@ def test_sft_writes_metrics_and_checkpoints(preset, fixture, steps, request, tmp
     assert losses and all(x == x for x in losses)
     with pytest.raises(UserError):
         run_sft(cfg, say=lambda s: None)  # refuses to overwrite a run
+
+
+def test_grad_accumulation_splits_the_batch_into_micro_batches(tiny_organism_dir, tmp_path, monkeypatch):
+    """batch_size stays the examples per optimizer step; the trainer sees batch / accum per micro-batch."""
+    import trl
+
+    seen = {}
+    real = trl.SFTConfig
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(trl, "SFTConfig", spy)
+    cfg = resolve_config("organism", base=str(tiny_organism_dir), out=str(tmp_path / "sft"), steps=2, batch_size=4,
+                         grad_accum_steps=2, dense_until=0, probe_every=2, threads=1,
+                         probe=ProbeConfig(n=2, max_new_tokens=4))
+    summary = run_sft(cfg, say=lambda s: None)
+    assert summary["steps"] == 2 and summary["examples"] == 8
+    assert seen["per_device_train_batch_size"] == 2 and seen["gradient_accumulation_steps"] == 2
+    with pytest.raises(ValueError, match="multiple of grad_accum_steps"):
+        resolve_config("organism", base="b", out="o", batch_size=5, grad_accum_steps=2)

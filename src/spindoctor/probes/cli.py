@@ -136,6 +136,7 @@ def sft(
     steps: int | None = typer.Option(None, help="optimizer steps"),
     lr: float | None = typer.Option(None, help="peak learning rate"),
     batch_size: int | None = typer.Option(None, help="examples per step"),
+    grad_accum_steps: int | None = typer.Option(None, help="micro-batches per step (batch-size must divide by it)"),
     fmt: str | None = typer.Option(None, "--format", help="compact or paper"),
     probe_n: int | None = typer.Option(None, help="probe hands per split (0: all)"),
     probe_every: int | None = typer.Option(None, help="steps between probes after the dense phase"),
@@ -151,7 +152,7 @@ def sft(
         raise UserError(f"--format must be compact or paper, got {fmt!r}")
     probe_cfg = None if probe_n is None else ProbeConfig(n=probe_n if probe_n > 0 else None)
     cfg = resolve_config(preset, base=str(base), out=str(out), seed=seed, steps=steps, lr=lr,
-                         batch_size=batch_size, fmt=fmt, probe=probe_cfg, probe_every=probe_every, threads=threads,
+                         batch_size=batch_size, grad_accum_steps=grad_accum_steps, fmt=fmt, probe=probe_cfg, probe_every=probe_every, threads=threads,
                          report_to=[s.strip() for s in report_to.split(",") if s.strip()])
     summary = run_sft(cfg, say=(lambda s: None) if as_json else typer.echo)
     _emit(summary, as_json, f"done: {out} ({summary['steps']} steps, {summary['seconds']:.0f} s)")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spindoctor.errors import UserError
 from spindoctor.game.deal import DEFAULT_SALT
@@ -50,7 +50,10 @@ class SFTRunConfig(BaseModel):
     seed: int = Field(0, description="seeds the data order, gold choice and trainer")
     fmt: FormatName = Field("compact", description="prompt format (compact: organism; paper: chat models)")
     steps: int = Field(400, ge=1, description="optimizer steps")
-    batch_size: int = Field(32, ge=1, description="examples per step")
+    batch_size: int = Field(32, ge=1, description="examples per optimizer step (per process)")
+    grad_accum_steps: int = Field(
+        1, ge=1, description="micro-batches per optimizer step: each holds batch_size / grad_accum_steps examples"
+    )
     lr: float = Field(5e-4, gt=0, description="peak learning rate")
     lr_scheduler: str = Field("cosine", description="transformers scheduler name")
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of steps warming up (reference: 3%)")
@@ -67,6 +70,13 @@ class SFTRunConfig(BaseModel):
     bf16: bool = Field(False, description="bf16 autocast (TRL's default is on; slow on most CPUs)")
     gradient_checkpointing: bool = Field(False, description="recompute activations (TRL's default is on)")
     trust_remote_code: bool = Field(False, description="allow custom model code")
+
+
+    @model_validator(mode="after")
+    def _micro_batches_divide(self) -> SFTRunConfig:
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of grad_accum_steps {self.grad_accum_steps}")
+        return self
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -203,7 +213,8 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
         say("note: the tokenizer has no chat template; paper prompts are used as plain text")
     dataset = Dataset.from_list(build_dataset_rows(cfg, conversational))
     args = SFTConfig(
-        output_dir=str(out / ".trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
+        output_dir=str(out / ".trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size // cfg.grad_accum_steps,
+        gradient_accumulation_steps=cfg.grad_accum_steps,
         learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=int(round(cfg.warmup_ratio * cfg.steps)), weight_decay=cfg.weight_decay,
         logging_steps=max(1, min(10, cfg.steps // 20)), save_strategy="no", eval_strategy="no",
