@@ -87,3 +87,16 @@ def test_grad_accumulation_splits_the_batch_into_micro_batches(tiny_organism_dir
     assert seen["per_device_train_batch_size"] == 2 and seen["gradient_accumulation_steps"] == 2
     with pytest.raises(ValueError, match="multiple of grad_accum_steps"):
         resolve_config("organism", base="b", out="o", batch_size=5, grad_accum_steps=2)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_sft_bf16_checkpointing_and_micro_batches_on_cuda(tiny_chat_dir, tmp_path):
+    """The settings of the 7B/11B configs (bf16, gradient checkpointing, micro-batches) on a GPU,
+    with the probe callback reading the model where the trainer put it."""
+    cfg = resolve_config("chat", base=str(tiny_chat_dir), out=str(tmp_path / "sft"), steps=2, batch_size=4,
+                         grad_accum_steps=2, bf16=True, gradient_checkpointing=True, lr=1e-3,
+                         dense_until=0, probe_every=2, probe=ProbeConfig(n=3, max_new_tokens=8))
+    summary = run_sft(cfg, say=lambda s: None)
+    rows = read_jsonl(tmp_path / "sft" / "metrics.jsonl")
+    assert summary["probe_steps"] == [0, 2] and len(rows) == 4
+    assert all(r["loss"] == r["loss"] and r["loss"] > 0 for r in rows)
