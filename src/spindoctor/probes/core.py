@@ -118,6 +118,27 @@ def metrics_row(stage: str, step: int, result: ProbeResult) -> dict:
     return row
 
 
+def points_by_step(rows: list[dict], stage: str | None = None) -> list[dict]:
+    """Join metrics.jsonl probe rows (of ``stage``, or any) by step, in step order.
+
+    Returns
+    -------
+    list of dict
+        ``{"step", "id_acc", "id_acc_se", "id_loss", "id_n", "id_values_acc",
+        "id_well_formed", "ood_...": ...}`` with the keys of the splits present.
+    """
+    by_step: dict[int, dict] = {}
+    for row in rows:
+        if row.get("split") not in ("id", "ood") or row.get("acc") is None:
+            continue
+        if stage is not None and row.get("stage") != stage:
+            continue
+        point = by_step.setdefault(int(row["step"]), {"step": int(row["step"])})
+        for key in ("acc", "acc_se", "loss", "n", "values_acc", "well_formed"):
+            point[f"{row['split']}_{key}"] = row.get(key)
+    return [p for _, p in sorted(by_step.items())]
+
+
 def _first_messages(cfg: ProbeConfig, hand: Hand) -> list[dict[str, str]]:
     return [{"role": "user", "content": render_prompt(cfg.fmt, hand.cards, hand.rule, hand.target)}]
 

@@ -26,18 +26,9 @@ def _json(path: Path) -> dict | None:
 
 def probe_points(metrics: Path, stage: str | None = None) -> list[dict]:
     """Join a metrics.jsonl's ID and OOD probe rows by step: [{step, id_acc, id_acc_se, id_loss, ood_...}]."""
-    if not metrics.exists():
-        return []
-    by_step: dict[int, dict] = {}
-    for row in read_jsonl(metrics):
-        if row.get("split") not in ("id", "ood") or row.get("acc") is None:
-            continue
-        if stage and row.get("stage") != stage:
-            continue
-        point = by_step.setdefault(int(row["step"]), {"step": int(row["step"])})
-        for key in ("acc", "acc_se", "loss", "n", "values_acc", "well_formed"):
-            point[f"{row['split']}_{key}"] = row.get(key)
-    return [p for _, p in sorted(by_step.items())]
+    from spindoctor.probes.core import points_by_step
+
+    return points_by_step(read_jsonl(metrics), stage) if metrics.exists() else []
 
 
 def _at(points: list[dict], step: int) -> dict | None:

@@ -149,19 +149,10 @@ def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0) -> dic
 
 
 def curve_from_metrics(rows: list[dict], stage: str = "sft") -> list[dict]:
-    """Join ID and OOD metrics rows of ``stage`` by step into curve points."""
-    by_step: dict[int, dict] = {}
-    for row in rows:
-        if row.get("stage") != stage or row.get("acc") is None:
-            continue
-        point = by_step.setdefault(int(row["step"]), {"step": int(row["step"])})
-        split = row.get("split")
-        if split in ("id", "ood"):
-            point[f"{split}_acc"] = row["acc"]
-            point[f"{split}_n"] = row["n"]
-            point[f"{split}_acc_se"] = row.get("acc_se")
-            point[f"{split}_loss"] = row.get("loss")
-    return [p for _, p in sorted(by_step.items()) if "ood_acc" in p]
+    """Join ID and OOD metrics rows of ``stage`` by step into curve points (points with an OOD probe)."""
+    from spindoctor.probes.core import points_by_step
+
+    return [p for p in points_by_step(rows, stage) if "ood_acc" in p]
 
 
 def select_run(run_dir: str | Path, window: int = 3, z: float = 2.0) -> dict:
