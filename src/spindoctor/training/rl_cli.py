@@ -97,8 +97,8 @@ def build_config(algo: Algo, preset: Preset, config_file: Path | None, overrides
     from pydantic import ValidationError
 
     if algo is Algo.ppo:
-        from spindoctor.training.ppo import PRESETS
-        from spindoctor.training.ppo import PPOConfig as Model
+        from spindoctor.training.ppo_config import PRESETS
+        from spindoctor.training.ppo_config import PPOConfig as Model
     else:
         from spindoctor.training.grpo import PRESETS
         from spindoctor.training.grpo import GRPORunConfig as Model
