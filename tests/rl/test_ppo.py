@@ -154,9 +154,10 @@ def test_bad_input_is_a_user_error(tiny_ckpt, tmp_path, fields, message):
         train(PPOConfig(**{**TINY, **fields}), start, tmp_path / "run", show_progress=False)
 
 
-@pytest.mark.parametrize("saved_n, reused", [(4, True), (6, False)], ids=["same-probe-config", "other-n"])
+@pytest.mark.parametrize("saved_n, saved_dtype, reused", [(4, None, True), (6, None, False), (4, "torch.bfloat16", False)],
+                         ids=["same-probe-config", "other-n", "other-dtype"])
 def test_step_zero_reuses_the_start_checkpoints_probe_rows_only_when_configs_match(
-        tiny_ckpt, tmp_path, saved_n, reused):
+        tiny_ckpt, tmp_path, saved_n, saved_dtype, reused):
     """RL step 0 is the start checkpoint: its SFT probe rows are copied when they were made
     with the same resolved ProbeConfig, and then they equal what a fresh probe measures."""
     import json
@@ -171,7 +172,8 @@ def test_step_zero_reuses_the_start_checkpoints_probe_rows_only_when_configs_mat
     model, tok = load_causal_lm(start)
     saved_rows = [metrics_row("sft", 7, r) for r in probe_model(model, tok, saved_cfg).values()]
     (start / "probe.json").write_text(json.dumps(
-        {"step": 7, "rows": saved_rows, "probe_config": saved_cfg.model_dump(mode="json")}))
+        {"step": 7, "rows": saved_rows, "probe_config": saved_cfg.model_dump(mode="json"),
+         "model_dtype": saved_dtype or str(next(model.parameters()).dtype)}))
     cfg = PPOConfig(**{**TINY, "steps": 1, "probe_every": 1, "probe": probe})
     train(cfg, start, tmp_path / "run", show_progress=False)
     step0 = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["step"] == 0]

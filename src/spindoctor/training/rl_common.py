@@ -214,14 +214,14 @@ def run_probes(model: Any, tokenizer: Any, probe_cfg: dict, stage: str, step: in
     return rows
 
 
-def reusable_probe_rows(start: str | Path, probe_cfg: dict) -> list[dict] | None:
+def reusable_probe_rows(start: str | Path, probe_cfg: dict, model_dtype: str) -> list[dict] | None:
     """The probe rows an SFT checkpoint was saved with, when they answer ``probe_cfg`` exactly.
 
-    RL's step 0 is the start checkpoint itself, which SFT already probed: greedy
-    probes of the same weights with the same resolved ``ProbeConfig`` (hands,
-    format, decoding, n) give the same numbers, so they are copied instead of
-    recomputed. None when ``start/probe.json`` is absent, older (no
-    ``probe_config``), or made with any other probe setting.
+    RL's step 0 is the start checkpoint itself, which SFT already probed: probes
+    of the same weights in the same dtype with the same resolved ``ProbeConfig``
+    (hands, format, decoding, n) give the same numbers, so they are copied
+    instead of recomputed. None when ``start/probe.json`` is absent, older (no
+    ``probe_config``), or made with another probe setting or parameter dtype.
     """
     from spindoctor.probes import ProbeConfig
 
@@ -235,13 +235,15 @@ def reusable_probe_rows(start: str | Path, probe_cfg: dict) -> list[dict] | None
     wanted = ProbeConfig(**probe_cfg)
     if not isinstance(saved, dict) or saved.get("probe_config") != wanted.model_dump(mode="json"):
         return None
+    if saved.get("model_dtype") != model_dtype:
+        return None
     rows = saved.get("rows") or []
     return rows if sorted(r.get("split") for r in rows) == sorted(wanted.splits) else None
 
 
 def probe_start(model: Any, tokenizer: Any, probe_cfg: dict, start: str | Path, out: Path) -> list[dict]:
     """Step-0 probe rows of an RL run: the start checkpoint's own rows when reusable, else a probe."""
-    saved = reusable_probe_rows(start, probe_cfg)
+    saved = reusable_probe_rows(start, probe_cfg, str(next(model.parameters()).dtype))
     if saved is None:
         return run_probes(model, tokenizer, probe_cfg, "rl", 0, out)
     rows = [{**row, "stage": "rl", "step": 0, "reused_from": str(Path(start) / "probe.json")} for row in saved]

@@ -151,7 +151,8 @@ def save_checkpoint(
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         meta["spindoctor_probe"] = json.dumps(probe_rows)
         save_file(tensors, str(path), metadata=meta)
-    atomic_write_json(tmp / "probe.json", {"step": step, "rows": probe_rows, "probe_config": probe_config})
+    atomic_write_json(tmp / "probe.json", {"step": step, "rows": probe_rows, "probe_config": probe_config,
+                                           "model_dtype": str(next(model.parameters()).dtype)})
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
