@@ -15,7 +15,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from spindoctor.errors import UserError
+from spindoctor.errors import UserError, first_error
 
 app = typer.Typer(
     name="spindoctor",
@@ -61,9 +61,8 @@ _register()
 
 def validation_line(exc: ValidationError) -> str:
     """One line for the first error of a pydantic ``ValidationError``: model, field, reason."""
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first.get("loc", ()))
-    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    where, msg = first_error(exc)
+    msg = msg.removeprefix("Value error, ")
     return f"bad {exc.title} setting {where}: {msg}" if where else f"bad {exc.title}: {msg}"
 
 

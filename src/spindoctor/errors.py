@@ -6,6 +6,17 @@ and exits with code 2, without a traceback (DESIGN.md, CLI contract). Any
 other exception is an internal failure and exits with code 1.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class UserError(ValueError):
     """Bad input from the user; the message is one line saying what is wrong."""
+
+
+def first_error(exc: Any) -> tuple[str, str]:
+    """``(location, message)`` of the first error of a pydantic ``ValidationError``;
+    the location is the dotted field path (empty for a model-level check)."""
+    first = exc.errors()[0]
+    return ".".join(str(part) for part in first.get("loc", ())), str(first.get("msg", "invalid"))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from spindoctor.errors import UserError
+from spindoctor.errors import UserError, first_error
 
 sweep_app = typer.Typer(help="Restoration sweeps evaluated with the ID/OOD probes.", no_args_is_help=True)
 
@@ -25,8 +25,8 @@ def _validated(model_cls, **fields):
     try:
         return model_cls(**fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise UserError(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}") from None
+        where, msg = first_error(exc)
+        raise UserError(f"--{where.replace('.', '-').replace('_', '-')}: {msg}") from None
 
 
 def restore(

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spindoctor.errors import UserError
+from spindoctor.errors import UserError, first_error
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 STARTS = ("peak", "middle", "end")
@@ -119,8 +119,8 @@ def load_study_config(name_or_path: str = "organism", quick: bool = False) -> St
     try:
         cfg = StudyConfig(**raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise UserError(f"{path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        where, msg = first_error(exc)
+        raise UserError(f"{path}: {where}: {msg}") from None
     validate_stages(cfg)
     return cfg
 
@@ -143,9 +143,8 @@ def validate_stages(cfg: StudyConfig) -> None:
         try:
             build()
         except (ValidationError, ValueError, TypeError) as exc:
-            first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
-            loc = ".".join(str(p) for p in first["loc"])
-            raise UserError(f"config {where}{'.' + loc if loc else ''}: {first['msg']}") from None
+            loc, msg = first_error(exc) if isinstance(exc, ValidationError) else ("", str(exc))
+            raise UserError(f"config {where}{'.' + loc if loc else ''}: {msg}") from None
 
 
 def sft_config(cfg: StudyConfig, base: str | Path, out: str | Path):

@@ -36,7 +36,7 @@ from spindoctor.game.episodes import feedback_text, judge_response
 from spindoctor.game.formats import render_prompt
 from spindoctor.io import atomic_write_json
 from spindoctor.training import rl_common as common
-from spindoctor.training.ppo_config import PRESETS, PPOConfig  # noqa: F401 (PRESETS: re-exported)
+from spindoctor.training.ppo_config import PPOConfig
 from spindoctor.training.rl_math import (
     action_logprob,
     clipped_policy_loss,

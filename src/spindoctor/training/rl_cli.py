@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from spindoctor.errors import UserError
+from spindoctor.errors import UserError, first_error
 
 
 class Algo(StrEnum):
@@ -111,9 +111,8 @@ def build_config(algo: Algo, preset: Preset, config_file: Path | None, overrides
     try:
         return Model(**fields), set(fields) - set(PRESETS[preset.value])
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise UserError(f"bad {algo.value} setting {where}: {first['msg']}") from None
+        where, msg = first_error(err)
+        raise UserError(f"bad {algo.value} setting {where or 'config'}: {msg}") from None
 
 
 def rl(

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from spindoctor.errors import UserError
+from spindoctor.errors import UserError, first_error
 from spindoctor.game.formats import FormatName
 from spindoctor.io import (
     append_jsonl,
@@ -185,8 +185,8 @@ def probe_settings(fmt: str, probe: dict) -> dict:
     try:
         ProbeConfig(**fields)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise UserError(f"bad probe setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        where, msg = first_error(err)
+        raise UserError(f"bad probe setting {where}: {msg}") from None
     return fields
 
 
