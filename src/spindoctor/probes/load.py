@@ -33,7 +33,7 @@ def load_causal_lm(path: str | Path, trust_remote_code: bool = False, device: st
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     if device != "cpu":
-        from spindoctor.spectral.svd import resolve_device
+        from spindoctor.devices import resolve_device
 
         model.to(resolve_device(device))
     return model, tokenizer

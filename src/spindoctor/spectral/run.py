@@ -200,7 +200,8 @@ def drift(
 
     import torch
 
-    from spindoctor.spectral.svd import FactorCache, load_factorization, resolve_device
+    from spindoctor.devices import resolve_device
+    from spindoctor.spectral.svd import FactorCache, load_factorization
     from spindoctor.spectral.tensors import Checkpoint, paired_matrices
 
     try:
