@@ -67,14 +67,19 @@ def encode_batch(tokenizer, pairs: list[tuple[str, str]]):
     """
     import torch
 
-    texts = [p + c + tokenizer.eos_token for p, c in pairs]
-    enc = tokenizer(texts, padding=True, padding_side="right", return_tensors="pt")
-    prompt_lens = [len(ids) for ids in tokenizer([p for p, _ in pairs])["input_ids"]]
+    full, prompt_lens = tokenize_pairs(tokenizer, pairs)
+    enc = tokenizer.pad({"input_ids": full}, padding=True, padding_side="right", return_tensors="pt")
     labels = enc["input_ids"].clone()
     labels[enc["attention_mask"] == 0] = -100
     for row, n in enumerate(prompt_lens):
         labels[row, :n] = -100
     return enc["input_ids"], enc["attention_mask"], labels.to(torch.long)
+
+
+def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]]) -> tuple[list[list[int]], list[int]]:
+    """Token ids of each prompt + completion + EOS, and each prompt's length in tokens."""
+    full = tokenizer([p + c + tokenizer.eos_token for p, c in pairs])["input_ids"]
+    return full, [len(ids) for ids in tokenizer([p for p, _ in pairs])["input_ids"]]
 
 
 def pack_batch(tokenizer, pairs: list[tuple[str, str]], pack_len: int):
@@ -91,8 +96,7 @@ def pack_batch(tokenizer, pairs: list[tuple[str, str]], pack_len: int):
     """
     import torch
 
-    full = tokenizer([p + c + tokenizer.eos_token for p, c in pairs])["input_ids"]
-    prompt_lens = [len(ids) for ids in tokenizer([p for p, _ in pairs])["input_ids"]]
+    full, prompt_lens = tokenize_pairs(tokenizer, pairs)
     rows: list[list[int]] = []  # indices of the sequences in each row
     fill: list[int] = []
     for i in sorted(range(len(full)), key=lambda j: -len(full[j])):
