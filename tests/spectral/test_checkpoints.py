@@ -188,7 +188,7 @@ def _shrink(sd):
     "case,needle",
     [("not-a-checkpoint", "not a checkpoint"), ("missing-tensor", "missing"), ("shape", "shape mismatch"),
      ("nan", "NaN"), ("arch", "architectures differ"), ("bad-k", "--k"), ("bad-dtype", "--dtype"),
-     ("bad-preset", "--matrices"), ("no-such-path", "not found")],
+     ("bad-preset", "--matrices"), ("no-such-path", "not found"), ("bad-workers", "--workers")],
 )
 def test_cli_errors_exit_2(case, needle, llama_pair, tmp_path, capsys):
     a, b = llama_pair
@@ -210,7 +210,7 @@ def test_cli_errors_exit_2(case, needle, llama_pair, tmp_path, capsys):
         b = tmp_path / "nope"
     else:
         extra = {"bad-k": ["--k", "0.5,1.5"], "bad-dtype": ["--dtype", "float16"],
-                 "bad-preset": ["--matrices", "everything"]}[case]
+                 "bad-preset": ["--matrices", "everything"], "bad-workers": ["--workers", "0"]}[case]
     code, _, err = run(capsys, "drift", a, b, "--out", tmp_path / "o", "--no-cache", *extra)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err

@@ -22,6 +22,9 @@ def drift_cmd(
     dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
     method: Annotated[str, typer.Option(help="auto, gram, svd or randomized.")] = "auto",
     rank: Annotated[int | None, typer.Option(help="Top-k rank for --method randomized.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Matrices at once on CPU (default: min(torch threads, 4)).", min=1)
+    ] = None,
     cache: Annotated[Path | None, typer.Option(help="Factorisation cache folder.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")] = False,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write PNG figures.")] = True,
@@ -53,6 +56,7 @@ def drift_cmd(
     _valid_k(k)
     cfg = DriftConfig(
         matrices=matrices, regex=regex, k=parse_k(k), device=device, dtype=dtype, method=method, rank=rank,
+        workers=workers,
         cache_dir=None if no_cache else (cache or default_cache_dir()), figures=figures,
         figure_matrices=figure_matrix or [],
     )

@@ -222,7 +222,7 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
         report_to=cfg.report_to, seed=cfg.seed, data_seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
         completion_only_loss=True, max_length=cfg.max_length, packing=False,
         dataloader_num_workers=0, disable_tqdm=False, bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[make_probe_callback(cfg, tokenizer, out, say)])

@@ -1,0 +1,76 @@
+"""Per-matrix workers (spindoctor.devices): order, per-thread torch settings, errors, and
+drift giving the same metrics with one worker or several."""
+
+import threading
+import time
+
+import pytest
+import torch
+
+from spindoctor.devices import cpu_workers, map_in_workers
+from spindoctor.errors import UserError
+from spindoctor.spectral import drift
+
+from .test_checkpoints import save_pair, tiny_model
+
+
+@pytest.mark.parametrize("workers", [1, 3], ids=["inline", "three-threads"])
+def test_results_come_back_in_input_order(workers):
+    def slow_first(i):
+        time.sleep(0.05 if i == 0 else 0.0)  # the first item finishes last
+        return i * i
+
+    assert list(map_in_workers(slow_first, range(8), workers, 1)) == [i * i for i in range(8)]
+
+
+def test_worker_threads_get_their_torch_settings():
+    seen = list(map_in_workers(lambda _: (threading.current_thread().name, torch.get_num_threads(),
+                                          torch.is_grad_enabled()), range(4), 2, 1))
+    assert all(name.startswith("spindoctor") and n == 1 and not grad for name, n, grad in seen)
+    assert torch.is_grad_enabled()  # the caller's settings are untouched
+
+
+def test_an_error_cancels_the_items_not_started():
+    started = []
+
+    def fail_on_two(i):
+        started.append(i)
+        if i == 2:
+            raise UserError("bad tensor 2")
+        time.sleep(0.02)
+        return i
+
+    with pytest.raises(UserError, match="bad tensor 2"):
+        list(map_in_workers(fail_on_two, range(200), 2, 1))
+    assert len(started) < 200
+
+
+@pytest.mark.parametrize(
+    "requested, device, budget, expected",
+    [(None, "cpu", 2, (2, 1)), (None, "cpu", 16, (4, 4)), (None, "cuda", 16, (1, 16)), (3, "cpu", 2, (3, 1)),
+     (1, "cpu", 8, (1, 8))],
+    ids=["auto-2-cores", "auto-capped", "cuda-one-worker", "more-than-budget", "one-worker-all-threads"],
+)
+def test_worker_split(requested, device, budget, expected):
+    before = torch.get_num_threads()
+    torch.set_num_threads(budget)
+    try:
+        assert cpu_workers(requested, device) == expected
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_zero_workers_is_a_user_error():
+    with pytest.raises(UserError, match="--workers"):
+        cpu_workers(0, "cpu")
+
+
+def test_drift_same_metrics_with_one_worker_or_three(tmp_path):
+    a, b = save_pair(tiny_model("llama"), tmp_path)
+    one = drift(a, b, matrices="all", cache_dir=None, workers=1)
+    three = drift(a, b, matrices="all", cache_dir=None, workers=3)
+    assert one.meta["workers"]["count"] == 1 and three.meta["workers"]["count"] == 3
+    assert [r["name"] for r in one.rows] == [r["name"] for r in three.rows]
+    for x, y in zip(one.rows, three.rows, strict=True):
+        for key, val in x.items():  # float32 BLAS rounding may differ with the thread count
+            assert val == pytest.approx(y[key], abs=1e-5, nan_ok=True), key
