@@ -59,6 +59,7 @@ def map_in_workers(fn, items, workers: int, threads: int):
         with torch.no_grad():
             return fn(item)
 
+    budget = torch.get_num_threads()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="spindoctor", initializer=torch.set_num_threads,
                               initargs=(threads,))
     try:
@@ -67,3 +68,5 @@ def map_in_workers(fn, items, workers: int, threads: int):
             yield fut.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        # OpenMP builds keep the thread count per thread; builds with one shared pool do not
+        torch.set_num_threads(budget)

@@ -24,10 +24,11 @@ def test_results_come_back_in_input_order(workers):
 
 
 def test_worker_threads_get_their_torch_settings():
+    before = torch.get_num_threads()
     seen = list(map_in_workers(lambda _: (threading.current_thread().name, torch.get_num_threads(),
                                           torch.is_grad_enabled()), range(4), 2, 1))
     assert all(name.startswith("spindoctor") and n == 1 and not grad for name, n, grad in seen)
-    assert torch.is_grad_enabled()  # the caller's settings are untouched
+    assert torch.is_grad_enabled() and torch.get_num_threads() == before  # the caller's settings are untouched
 
 
 def test_an_error_cancels_the_items_not_started():
