@@ -258,10 +258,10 @@ def _tolerances(dtype: str) -> dict:
 
     # Measured by tests/spectral (self-comparison and Givens rotations against float64 references)
     # and bench/drift.py (float32 gram vs float64 svd on SmolLM2-135M: largest difference 1.0e-3 rad,
-    # a top-k principal angle of an unchanged 192-dim V subspace; the float32 floor is ~sqrt(r * eps)).
+    # a top-k principal angle of an unchanged 192-dim V subspace: sin^2 from I - M^T M is good to ~1e-6).
     return {"tie_rtol": TIE_RTOL[dtype], "angle_abs_rad": 2e-3 if dtype == "float32" else 1e-6,
             "angle_note": "principal angles, and per-index angles of well-separated singular values; "
-                          "in float32, angles near 0 read up to about sqrt(rank * 1.2e-7) rad "
-                          "(1e-3 at rank 200-600; use dtype float64 to resolve smaller ones); "
+                          "in float32, angles near 0 read up to about 1e-3 rad (sin^2 is good to ~1e-6; "
+                          "use dtype float64 to resolve smaller ones); "
                           "per-index angles of nearly tied values move by about eps*s_max/gap "
                           "(2.8e-3 rad between CUDA and CPU on random SmolLM2-sized weights)"}
