@@ -6,7 +6,8 @@ generation length (min_new_tokens = max_new_tokens, so every response has
 exactly that many tokens), same threads. A "sample" is one generated response
 that the method then trains on. Two PPO rows: the organism preset (1 epoch,
 1 minibatch: one update per rollout, the same work per sample as GRPO with
-num_iterations=1) and the reference's 4 epochs x 2 minibatches. The first step of
+num_iterations=1) and the reference's 4 epochs x 2 minibatches; GRPO runs twice,
+without and with activation checkpointing (TRL's default, which GRPORunConfig turns off). The first step of
 each method is a warm-up and is dropped; the median step time is reported.
 
 Last line: {"bench": "rl", "ratio": {...}, "seconds": {...}, ...}.
@@ -36,7 +37,8 @@ def organism_like(folder: Path) -> Path:
 
 def ppo_step_seconds(ckpt: Path, out: Path, batch: int, length: int, steps: int, reference_epochs: bool) -> list[float]:
     from spindoctor.io import read_jsonl
-    from spindoctor.training.ppo import PRESETS, PPOConfig, train
+    from spindoctor.training.ppo import train
+    from spindoctor.training.ppo_config import PRESETS, PPOConfig
 
     fields = {**PRESETS["organism"], "episodes_per_step": batch, "max_new_tokens": length,
               "min_new_tokens": length, "steps": steps, "probe_every": 0}
@@ -46,7 +48,8 @@ def ppo_step_seconds(ckpt: Path, out: Path, batch: int, length: int, steps: int,
     return [r["seconds"] for r in read_jsonl(out / "train.jsonl")]
 
 
-def grpo_step_seconds(ckpt: Path, out: Path, batch: int, length: int, steps: int, group: int) -> list[float]:
+def grpo_step_seconds(ckpt: Path, out: Path, batch: int, length: int, steps: int, group: int,
+                      checkpointing: bool = False) -> list[float]:
     from transformers import TrainerCallback
 
     from spindoctor.training.grpo import PRESETS, GRPORunConfig, train
@@ -61,7 +64,8 @@ def grpo_step_seconds(ckpt: Path, out: Path, batch: int, length: int, steps: int
             times.append(time.perf_counter() - self.t0)
 
     fields = {**PRESETS["organism"], "prompts_per_step": batch // group, "num_generations": group,
-              "max_new_tokens": length, "min_new_tokens": length, "steps": steps, "probe_every": 0}
+              "max_new_tokens": length, "min_new_tokens": length, "steps": steps, "probe_every": 0,
+              "gradient_checkpointing": checkpointing}
     train(GRPORunConfig(**fields), ckpt, out, show_progress=False, callbacks=[Timer()])
     return times
 
@@ -86,6 +90,9 @@ def main() -> None:
         ckpt = organism_like(root / "model")
         runs = {
             "grpo_trl": grpo_step_seconds(ckpt, root / "grpo", args.batch, args.length, args.steps, args.group),
+            # TRL's own default (activation checkpointing on), the setting GRPO runs had before it was ours
+            "grpo_trl_ckpt": grpo_step_seconds(ckpt, root / "grpo-ck", args.batch, args.length, args.steps,
+                                               args.group, checkpointing=True),
             "ppo_organism": ppo_step_seconds(ckpt, root / "ppo", args.batch, args.length, args.steps, False),
             "ppo_4x2": ppo_step_seconds(ckpt, root / "ppo42", args.batch, args.length, args.steps, True),
         }
@@ -96,7 +103,8 @@ def main() -> None:
     print(json.dumps({
         "bench": "rl",
         "ratio": {"ppo_organism_over_grpo": rate["ppo_organism"] / rate["grpo_trl"],
-                  "ppo_4x2_over_grpo": rate["ppo_4x2"] / rate["grpo_trl"]},
+                  "ppo_4x2_over_grpo": rate["ppo_4x2"] / rate["grpo_trl"],
+                  "grpo_checkpointing_over_grpo": rate["grpo_trl_ckpt"] / rate["grpo_trl"]},
         "seconds": {f"{k}_median_step": round(v, 4) for k, v in median.items()},
         "samples_per_s": {k: round(v, 2) for k, v in rate.items()},
         "batch": args.batch, "length": args.length, "steps_timed": args.steps - 1,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
+import pytest
 from safetensors.torch import load_file
 
 from spindoctor.io import read_jsonl
-from spindoctor.training.grpo import GRPORunConfig, train
+from spindoctor.training.grpo import GRPORunConfig, train, trl_config
 
 
 def test_grpo_runs_a_few_steps(tiny_ckpt, tmp_path):
@@ -31,3 +33,13 @@ def test_grpo_runs_a_few_steps(tiny_ckpt, tmp_path):
     train(cfg.model_copy(update={"steps": 3}), tiny_ckpt, out, show_progress=False)
     assert [r["step"] for r in read_jsonl(out / "train.jsonl")] == [1, 2, 3]
     assert (out / "checkpoint-3" / "model.safetensors").exists()
+
+
+
+@pytest.mark.parametrize("wanted", [False, True], ids=["off-by-default", "on-when-asked"])
+def test_activation_checkpointing_is_ours_to_choose(wanted, tmp_path):
+    cfg = GRPORunConfig(gradient_checkpointing=True) if wanted else GRPORunConfig()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated-name warning from transformers
+        args = trl_config(cfg, tmp_path, 1, False)
+    assert args.activation_checkpointing is wanted and args.gradient_checkpointing is wanted

@@ -43,6 +43,8 @@ class GRPORunConfig(BaseModel):
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference (reference: off)")
     lr: float = Field(1e-6, gt=0, description="Adam learning rate, cosine")
     max_grad_norm: float = Field(0.01, gt=0, description="gradient clipping")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
+                                         "(TRL's default is on; PPO and SFT here default to off)")
     probe_every: int = Field(20, ge=0, description="probe and checkpoint every N steps and at the end (0: no probes, one checkpoint at the end)")
     probe: dict = Field(default_factory=dict, description="spindoctor.probes.ProbeConfig fields")
     probe_fraction: float = Field(DEFAULT_PROBE_FRACTION, ge=0, le=1, description="share of hands held out")
@@ -90,7 +92,7 @@ def trl_config(cfg: GRPORunConfig, out: Path, world: int, show_progress: bool):
         max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, logging_steps=1, report_to="none",
         save_strategy="steps", save_steps=cfg.probe_every or cfg.steps, save_only_model=False,
         use_cpu=not torch.cuda.is_available(), bf16=False, disable_tqdm=not show_progress,
-        remove_unused_columns=False, dataloader_num_workers=0,
+        remove_unused_columns=False, dataloader_num_workers=0, activation_checkpointing=cfg.gradient_checkpointing,
     )
 
 
