@@ -75,83 +75,103 @@ def _ood_decline_row(peak: dict, end: dict, selection: dict) -> dict:
 
 def triage(data: dict) -> list[dict]:
     """A list of {symptom, evidence, action, applies} in playbook order."""
-    fig1, out = data.get("figure1") or [], []
+    fig1 = data.get("figure1") or []
     peak, end = _row(fig1, "SFT, OOD peak"), _row(fig1, "SFT, end")
-    if peak and end:
-        out.append(_ood_decline_row(peak, end, data.get("selection") or {}))
-    ranks, layers = data.get("sweeps", {}).get("ranks"), data.get("sweeps", {}).get("layers")
+    out = [_ood_decline_row(peak, end, data.get("selection") or {})] if peak and end else []
+    out += _restoration_rows(data.get("sweeps", {}))
+    for row in (_rl_row(data), _budget_row(data.get("sft") or [], peak), _reliability_row(data.get("selection"))):
+        if row:
+            out.append(row)
+    return out
+
+
+def _restoration_rows(sweeps: dict) -> list[dict]:
+    """"OOD lost after full SFT": no significant loss at the sweep's probe size, or what restoring wins back."""
+    ranks, layers = sweeps.get("ranks"), sweeps.get("layers")
     best_rank, best_layer = _sweep_best(ranks), _sweep_best(layers)
     base_rows = {r["point"]: r for r in (layers or ranks or {}).get("rows", []) if r.get("kind") == "baseline"}
     lost_z = (_diff_z(base_rows["reference"], base_rows["tuned"], "ood")
               if {"reference", "tuned"} <= base_rows.keys() else None)
     if lost_z is not None and lost_z < Z:
         ref, tuned = base_rows["reference"], base_rows["tuned"]
-        out.append({
+        return [{
             "symptom": "OOD lost after full SFT",
             "applies": False,
             "evidence": (f"At the sweep's probe size the restoration reference scores OOD {_pct(ref['ood_acc'])} and the "
                          f"SFT end {_pct(tuned['ood_acc'])} ({lost_z:+.1f} SE): no significant OOD loss, so recovered "
                          "shares would be noise."),
             "action": "No restoration needed on this evidence; the sweep tables still show each point's ID cost.",
-        })
-        best_rank = best_layer = None
-    if best_rank or best_layer:
-        parts = []
-        if best_rank:
-            parts.append(f"restoring {best_rank['point']} directions of every layer recovers "
-                         f"{100 * best_rank['ood_recovered']:.0f}% of the lost OOD accuracy "
-                         f"(OOD {_pct(best_rank['ood_acc'])}, ID {_pct(best_rank['id_acc'])})")
-        if best_layer:
-            parts.append(f"the best layer block ({best_layer['point']}) recovers "
-                         f"{100 * best_layer['ood_recovered']:.0f}% (ID {_pct(best_layer['id_acc'])})")
-        helps = any(b and b["ood_recovered"] > 0 for b in (best_rank, best_layer))
-        out.append({
-            "symptom": "OOD lost after full SFT",
-            "applies": helps,
-            "evidence": "; ".join(parts) + ".",
-            "action": ("Try that restoration before RL; check the ID cost in the sweep table." if helps else
-                       "Directional restoration did not win back OOD accuracy here; do not rely on it."),
-        })
+        }]
+    if not (best_rank or best_layer):
+        return []
+    parts = []
+    if best_rank:
+        parts.append(f"restoring {best_rank['point']} directions of every layer recovers "
+                     f"{100 * best_rank['ood_recovered']:.0f}% of the lost OOD accuracy "
+                     f"(OOD {_pct(best_rank['ood_acc'])}, ID {_pct(best_rank['id_acc'])})")
+    if best_layer:
+        parts.append(f"the best layer block ({best_layer['point']}) recovers "
+                     f"{100 * best_layer['ood_recovered']:.0f}% (ID {_pct(best_layer['id_acc'])})")
+    helps = any(b and b["ood_recovered"] > 0 for b in (best_rank, best_layer))
+    return [{
+        "symptom": "OOD lost after full SFT",
+        "applies": helps,
+        "evidence": "; ".join(parts) + ".",
+        "action": ("Try that restoration before RL; check the ID cost in the sweep table." if helps else
+                   "Directional restoration did not win back OOD accuracy here; do not rely on it."),
+    }]
+
+
+def _rl_row(data: dict) -> dict | None:
+    """"RL restores too little": does an earlier RL start end > Z SE higher in OOD than RL from the end?"""
     rec = recoverability_rows(data)
-    if rec:
-        gains = {r["start"]: (r["ood_after"] or 0) - (r["ood_before"] or 0) for r in rec}
-        best = max(rec, key=lambda r: r["ood_after"] or 0)
-        evidence = "; ".join(f"RL from {r['start']} (SFT step {r['sft_step']}): OOD {_pct(r['ood_before'])} -> "
-                             f"{_pct(r['ood_after'])} ({100 * gains[r['start']]:+.1f} pp)" for r in rec)
-        end_rec = next((r for r in rec if r["start"] == "end"), None)
-        margin = None
-        if end_rec is not None and best["start"] != "end":
-            se = math.hypot(best.get("ood_after_se") or 0.0, end_rec.get("ood_after_se") or 0.0)
-            margin = ((best["ood_after"] or 0) - (end_rec["ood_after"] or 0)) / se if se > 0 else None
-        earlier_better = margin is not None and margin >= Z
-        out.append({
-            "symptom": "RL restores too little",
-            "applies": earlier_better,
-            "evidence": evidence + ".",
-            "action": (f"Start RL from the {best['start']} checkpoint (SFT step {best['sft_step']}): it ends "
-                       f"{margin:.1f} SE higher in OOD than RL from the end." if earlier_better else
-                       "No RL start ends more than 2 SE higher in OOD than RL from the end checkpoint: "
-                       "on this evidence the start does not matter; run longer RL or more probe hands to tell."),
-        })
-    sft = data.get("sft") or []
+    if not rec:
+        return None
+    gains = {r["start"]: (r["ood_after"] or 0) - (r["ood_before"] or 0) for r in rec}
+    best = max(rec, key=lambda r: r["ood_after"] or 0)
+    evidence = "; ".join(f"RL from {r['start']} (SFT step {r['sft_step']}): OOD {_pct(r['ood_before'])} -> "
+                         f"{_pct(r['ood_after'])} ({100 * gains[r['start']]:+.1f} pp)" for r in rec)
+    end_rec = next((r for r in rec if r["start"] == "end"), None)
+    margin = None
+    if end_rec is not None and best["start"] != "end":
+        se = math.hypot(best.get("ood_after_se") or 0.0, end_rec.get("ood_after_se") or 0.0)
+        margin = ((best["ood_after"] or 0) - (end_rec["ood_after"] or 0)) / se if se > 0 else None
+    earlier_better = margin is not None and margin >= Z
+    return {
+        "symptom": "RL restores too little",
+        "applies": earlier_better,
+        "evidence": evidence + ".",
+        "action": (f"Start RL from the {best['start']} checkpoint (SFT step {best['sft_step']}): it ends "
+                   f"{margin:.1f} SE higher in OOD than RL from the end." if earlier_better else
+                   "No RL start ends more than 2 SE higher in OOD than RL from the end checkpoint: "
+                   "on this evidence the start does not matter; run longer RL or more probe hands to tell."),
+    }
+
+
+def _budget_row(sft: list[dict], peak: dict | None) -> dict | None:
+    """"tight budget": where the OOD loss proxy bottomed out, beside the OOD accuracy peak."""
     losses = [(p["step"], p["ood_loss"]) for p in sft if p.get("ood_loss") is not None]
-    if losses and peak:
-        low_step, low = min(losses, key=lambda t: t[1])
-        out.append({
-            "symptom": "tight budget",
-            "applies": True,
-            "evidence": (f"The OOD loss proxy was lowest at step {low_step} ({low:.3f} nats/token); the OOD "
-                         f"accuracy peak was at step {peak['step']}."),
-            "action": "Use the OOD loss proxy (no generation needed) to place checkpoints before paying for "
-                      "rollouts; shallow or low-rank restoration is the cheapest triage.",
-        })
-    if data.get("selection"):
-        sel = data["selection"]
-        out.append({
-            "symptom": "reliability needed",
-            "applies": True,
-            "evidence": f"Checkpoints kept: OOD peak (step {sel['peak']['step']}), middle (step "
-                        f"{sel['middle']['step']}), end (step {sel['end']['step']}); curve shape: {sel.get('shape')}.",
-            "action": "Keep all three; track ID and OOD through RL (the metrics.jsonl of every rl/ run).",
-        })
-    return out
+    if not (losses and peak):
+        return None
+    low_step, low = min(losses, key=lambda t: t[1])
+    return {
+        "symptom": "tight budget",
+        "applies": True,
+        "evidence": (f"The OOD loss proxy was lowest at step {low_step} ({low:.3f} nats/token); the OOD "
+                     f"accuracy peak was at step {peak['step']}."),
+        "action": "Use the OOD loss proxy (no generation needed) to place checkpoints before paying for "
+                  "rollouts; shallow or low-rank restoration is the cheapest triage.",
+    }
+
+
+def _reliability_row(sel: dict | None) -> dict | None:
+    """"reliability needed": the three checkpoints select kept."""
+    if not sel:
+        return None
+    return {
+        "symptom": "reliability needed",
+        "applies": True,
+        "evidence": f"Checkpoints kept: OOD peak (step {sel['peak']['step']}), middle (step "
+                    f"{sel['middle']['step']}), end (step {sel['end']['step']}); curve shape: {sel.get('shape')}.",
+        "action": "Keep all three; track ID and OOD through RL (the metrics.jsonl of every rl/ run).",
+    }

@@ -180,6 +180,18 @@ def summarize(rows: list[dict], ks: list[float | int]) -> dict:
     return out
 
 
+def resolve_config(config: DriftConfig | None, overrides: dict) -> DriftConfig:
+    """``config`` (or the defaults) updated by keyword ``overrides`` and validated; UserError if invalid."""
+    base = config or DriftConfig()
+    try:
+        cfg = DriftConfig.model_validate({**base.model_dump(), **overrides})
+    except ValueError as exc:
+        raise UserError(f"bad drift option: {str(exc).splitlines()[-1].strip()}") from None
+    if cfg.method == "randomized" and not cfg.rank:
+        raise UserError("--method randomized needs --rank")
+    return cfg
+
+
 def drift(
     ref: str | Path,
     tuned: str | Path,
@@ -208,13 +220,7 @@ def drift(
     from spindoctor.spectral.svd import FactorCache, load_factorization
     from spindoctor.spectral.tensors import Checkpoint, paired_matrices
 
-    try:
-        cfg = (config or DriftConfig()).model_copy(update=overrides) if overrides else (config or DriftConfig())
-        cfg = DriftConfig.model_validate(cfg.model_dump())
-    except ValueError as exc:
-        raise UserError(f"bad drift option: {str(exc).splitlines()[-1].strip()}") from None
-    if cfg.method == "randomized" and not cfg.rank:
-        raise UserError("--method randomized needs --rank")
+    cfg = resolve_config(config, overrides)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     a, b = Checkpoint(ref), Checkpoint(tuned)
