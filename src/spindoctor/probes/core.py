@@ -57,7 +57,11 @@ class ProbeConfig(BaseModel):
     salt: str = Field(DEFAULT_SALT, description="salt of the train/probe partition hash")
     ood_partition: Literal["all", "probe"] = Field("all", description="OOD hands: every eligible one, or the probe partition only")
     batch_size: int = Field(256, ge=1, description="prompts per generate call")
-    loss_batch_size: int = Field(256, ge=1, description="sequences per teacher-forced forward pass")
+    loss_batch_size: int = Field(256, ge=1, description="most sequences per teacher-forced forward pass")
+    loss_max_logits: int = Field(
+        2**28, ge=1, description="most logits (rows x scored positions x vocab) per teacher-forced pass; "
+        "bounds its memory for large vocabularies (2**28: 1 GiB in float32)",
+    )
     max_new_tokens: int | None = Field(None, ge=1, description="new tokens per answer (None: 48 compact, 256 paper)")
     mode: Literal["greedy", "sample"] = Field("greedy", description="decoding")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (mode=sample)")
@@ -200,7 +204,7 @@ def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str) -> Pro
     if cfg.loss and n:
         seqs = [completion_token_ids(tokenizer, _first_messages(cfg, h), render_response(
             cfg.fmt, h.cards, h.rule, gold_formula(h, cfg.seed), h.target)) for h in hands]
-        total, count = teacher_forced_nll(model, tokenizer, seqs, cfg.loss_batch_size)
+        total, count = teacher_forced_nll(model, tokenizer, seqs, cfg.loss_batch_size, cfg.loss_max_logits)
         result.loss, result.loss_tokens = total / max(count, 1), count
     result.seconds = time.perf_counter() - start
     return result

@@ -113,15 +113,62 @@ def completion_token_ids(tokenizer: Any, prompt_messages: list[Message], complet
     return list(f_ids), start
 
 
+def loss_groups(lengths: list[int], begins: list[int], max_rows: int, max_logits: int, vocab: int) -> list[list[int]]:
+    """Indices of sequences batched together for teacher-forced passes.
+
+    Sequences are taken shortest first; a group grows while it has at most
+    ``max_rows`` rows and ``rows x kept positions x vocab <= max_logits``, where
+    the kept positions run from the group's earliest scored prediction to its
+    longest sequence's end (what ``logits_to_keep`` asks for). A group always
+    holds at least one sequence.
+
+    Parameters
+    ----------
+    lengths : token count of each sequence
+    begins : index of each sequence's first scored token (its completion start)
+    max_rows, max_logits, vocab : limits; ``max_logits`` counts logits (elements)
+
+    Returns
+    -------
+    list of index lists covering ``range(len(lengths))`` once.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], begins[i]))
+    groups: list[list[int]] = []
+    group: list[int] = []
+    for i in order:
+        trial = [*group, i]
+        kept = max(lengths[j] for j in trial) - min(max(begins[j], 1) - 1 for j in trial)
+        if group and (len(trial) > max_rows or len(trial) * kept * vocab > max_logits):
+            groups.append(group)
+            trial = [i]
+        group = trial
+    if group:
+        groups.append(group)
+    return groups
+
+
+def _vocab_size(model: Any, tokenizer: Any) -> int:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return int(head.weight.shape[0]) if head is not None else len(tokenizer)
+
+
 def teacher_forced_nll(
-    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int
+    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int, max_logits: int = 2**28
 ) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of the completion tokens, and their count.
+
+    Only the logits of scored positions are computed where the model's forward
+    takes ``logits_to_keep`` (transformers' causal LMs do), and each pass holds
+    at most ``max_logits`` of them (:func:`loss_groups`): with a 150k-token
+    vocabulary, full logits of 256 sequences of 600 tokens would be 23e9 floats.
+    The log-softmax runs on the model's device in float32.
 
     Parameters
     ----------
     sequences : list of (token ids, completion start)
         Tokens at positions >= start are scored given everything before them.
+    batch_size : most sequences per forward pass
+    max_logits : most logits (elements) per pass
 
     Returns
     -------
@@ -129,13 +176,20 @@ def teacher_forced_nll(
         Total NLL in nats and the number of scored tokens; their ratio is the
         mean per-token loss (the paper's cheap loss proxy, spec/findings.md).
     """
+    import inspect
+
     import torch
+    import torch.nn.functional as F
 
     ensure_pad_token(tokenizer)
     total, count, device = 0.0, 0, model_device(model)
-    for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start : start + batch_size]
+    keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
+    groups = loss_groups([len(ids) for ids, _ in sequences], [b for _, b in sequences], batch_size, max_logits,
+                         _vocab_size(model, tokenizer))
+    for group in groups:
+        chunk = [sequences[i] for i in group]
         width = max(len(ids) for ids, _ in chunk)
+        first = min(max(begin, 1) for _, begin in chunk) - 1  # earliest position whose logits score a token
         ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         target_mask = torch.zeros((len(chunk), width), dtype=torch.bool)
@@ -143,12 +197,12 @@ def teacher_forced_nll(
             ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
             target_mask[row, max(begin, 1) : len(seq)] = True
+        kwargs = {"logits_to_keep": width - first} if keep_arg else {}
         with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
-        logits = logits.float().cpu()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        tok_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        scored = target_mask[:, 1:]
-        total += float(-(tok_logp[scored]).sum())
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False, **kwargs).logits
+            logits = logits[:, -(width - first) :]  # column j is position first + j, predicting token first + j + 1
+            scored = target_mask[:, first + 1 :].to(device)
+            picked = logits[:, :-1][scored].float()
+            total += float(F.cross_entropy(picked, ids[:, first + 1 :].to(device)[scored], reduction="sum"))
         count += int(scored.sum())
     return total, count
