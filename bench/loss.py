@@ -7,7 +7,7 @@ solutions, each phase in a fresh process with the same threads:
 - full: one forward pass per ``batch`` sequences returning logits at every position,
   log-softmax of all of them (what the probes did before ``logits_to_keep``);
 - kept: :func:`spindoctor.probes.generate.teacher_forced_nll` (logits only where a
-  token is scored, at most ``loss_max_logits`` per pass, default 2**28).
+  token is scored, at most ``ProbeConfig().loss_max_logits`` per pass).
 
 Reports seconds and peak RSS above the loaded model for each, their ratios, and the
 difference of the two losses.
@@ -72,6 +72,7 @@ def full_logits_nll(model, tok, seqs, batch: int) -> tuple[float, int]:
 
 
 def phase(name: str, n: int, batch: int) -> dict:
+    from spindoctor.probes.core import ProbeConfig
     from spindoctor.probes.generate import ensure_pad_token, teacher_forced_nll
     from spindoctor.probes.load import load_causal_lm
 
@@ -84,7 +85,7 @@ def phase(name: str, n: int, batch: int) -> dict:
     if name == "full":
         total, count = full_logits_nll(model, tok, seqs, batch)
     else:
-        total, count = teacher_forced_nll(model, tok, seqs, batch)
+        total, count = teacher_forced_nll(model, tok, seqs, batch, ProbeConfig().loss_max_logits)
     return {"seconds": time.perf_counter() - t0, "rss_above_model_mb": peak_rss_mb() - base, "loss": total / count,
             "scored_tokens": count, "tokens": sum(len(ids) for ids, _ in seqs), "vocab": len(tok)}
 

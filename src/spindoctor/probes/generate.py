@@ -153,7 +153,7 @@ def _vocab_size(model: Any, tokenizer: Any) -> int:
 
 
 def teacher_forced_nll(
-    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int, max_logits: int = 2**28
+    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int, max_logits: int
 ) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of the completion tokens, and their count.
 
@@ -168,7 +168,7 @@ def teacher_forced_nll(
     sequences : list of (token ids, completion start)
         Tokens at positions >= start are scored given everything before them.
     batch_size : most sequences per forward pass
-    max_logits : most logits (elements) per pass
+    max_logits : most logits (elements) per pass (``ProbeConfig.loss_max_logits``)
 
     Returns
     -------
