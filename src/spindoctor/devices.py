@@ -39,6 +39,24 @@ def cpu_workers(requested: int | None, device: str, cap: int = 4) -> tuple[int, 
     return workers, max(1, budget // workers)
 
 
+def memory_bytes() -> int | None:
+    """Memory this process may use: physical memory, or the cgroup v2 limit when lower (None: unknown)."""
+    import os
+    from pathlib import Path
+
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
 def map_in_workers(fn, items, workers: int, threads: int):
     """Yield ``fn(item)`` for each item, in order, computed by ``workers`` threads.
 

@@ -75,3 +75,35 @@ def test_drift_same_metrics_with_one_worker_or_three(tmp_path):
     for x, y in zip(one.rows, three.rows, strict=True):
         for key, val in x.items():  # float32 BLAS rounding may differ with the thread count
             assert val == pytest.approx(y[key], abs=1e-5, nan_ok=True), key
+
+
+def test_big_matrices_run_one_at_a_time_and_rows_keep_their_order(tmp_path, monkeypatch):
+    import spindoctor.devices as devices
+
+    a, b = save_pair(tiny_model("llama"), tmp_path)
+    alone_ref = drift(a, b, matrices="all", cache_dir=None, workers=1)
+    # memory for 2 workers x 11 copies of a 16x16 float32 matrix in a quarter: bigger ones go alone
+    monkeypatch.setattr(devices, "memory_bytes", lambda: 4 * 2 * 11 * 4 * 16 * 16)
+    mixed = drift(a, b, matrices="all", cache_dir=None, workers=2)
+    n_big = sum(r["rows"] * r["cols"] > 16 * 16 for r in mixed.rows)
+    assert 0 < n_big < len(mixed.rows) and mixed.meta["workers"]["one_at_a_time"] == n_big
+    assert [r["name"] for r in mixed.rows] == [r["name"] for r in alone_ref.rows]
+    for x, y in zip(alone_ref.rows, mixed.rows, strict=True):
+        for key, val in x.items():
+            assert val == pytest.approx(y[key], abs=1e-5, nan_ok=True), key
+
+
+@pytest.mark.parametrize(
+    "memory, workers, expected_alone",
+    [(None, 4, 0), (10**12, 4, 0), (1, 4, 3), (1, 1, 0)],
+    ids=["unknown-memory", "plenty", "too-little", "one-worker-never-splits"],
+)
+def test_split_by_memory(memory, workers, expected_alone, tmp_path):
+    from spindoctor.spectral.run import split_by_memory
+    from spindoctor.spectral.tensors import Checkpoint, select_matrices
+
+    a, _ = save_pair(tiny_model("llama"), tmp_path)
+    ck = Checkpoint(a)
+    infos = select_matrices(ck, "paper")[:3]
+    together, alone = split_by_memory(infos, ck, workers, memory)
+    assert len(alone) == expected_alone and len(together) + len(alone) == 3
