@@ -140,3 +140,18 @@ def test_out_of_range_flags_exit_2_with_one_line(args, field, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and field in err[0]
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_progress_reports_each_phase_to_completion(tiny_chat_dir):
+    from spindoctor.probes.load import load_causal_lm
+
+    model, tok = load_causal_lm(tiny_chat_dir)
+    seen: dict[str, list[tuple[int, int]]] = {}
+    cfg = ProbeConfig(fmt="paper", n=5, max_new_tokens=4, max_turns=2, batch_size=2, loss_batch_size=2)
+    probe_model(model, tok, cfg, progress=lambda phase, done, total: seen.setdefault(phase, []).append((done, total)))
+    assert {"id answers", "id loss", "ood answers", "ood loss"} <= set(seen)
+    assert any(phase.endswith("turn 2") for phase in seen)  # no 5-card hand is solved by a random model
+    for phase, ticks in seen.items():
+        dones = [d for d, _ in ticks]
+        assert dones == sorted(dones) and dones[-1] == ticks[-1][1], phase
+    assert len(seen["id answers"]) == 3  # 5 prompts in batches of 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -58,6 +59,21 @@ def _probe_config(splits: str, n: int, fmt: str, seed: int, batch_size: int, max
                        batch_size=batch_size, max_turns=max_turns, mode=mode)
 
 
+@contextmanager
+def _probe_bar(label: str, disable: bool):
+    """A transient rich bar; yields ``tick(phase, done, total)`` for :func:`probe_model`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"[bold]probe {label}"), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True, disable=disable) as bar:
+        task = bar.add_task("", total=None)
+
+        def tick(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        yield tick
+
+
 def _probe_text(ckpt: str, results: dict) -> str:
     lines = [f"{ckpt}"]
     for r in results.values():
@@ -93,7 +109,8 @@ def probe(
         _watch(watch, cfg, interval, once, as_json, device)
         return
     model, tokenizer = load_causal_lm(ckpt, device=device)
-    results = probe_model(model, tokenizer, cfg)
+    with _probe_bar(ckpt.name, disable=as_json) as tick:
+        results = probe_model(model, tokenizer, cfg, progress=tick)
     _emit({s: r.to_dict() for s, r in results.items()}, as_json, _probe_text(str(ckpt), results))
 
 
@@ -117,7 +134,8 @@ def _watch(folder: Path, cfg, interval: float, once: bool, as_json: bool, device
             if time.time() - max(f.stat().st_mtime for f in path.iterdir()) < 2.0:
                 continue  # still being written; next scan
             model, tokenizer = load_causal_lm(path, device=device)
-            results = probe_model(model, tokenizer, cfg)
+            with _probe_bar(path.name, disable=as_json) as tick:
+                results = probe_model(model, tokenizer, cfg, progress=tick)
             for split in cfg.splits:
                 append_jsonl(log, metrics_row("watch", step, results[split]))
             seen.add(step)

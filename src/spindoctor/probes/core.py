@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from spindoctor.game.deal import DEFAULT_SALT, SPLITS, Hand
 from spindoctor.game.episodes import feedback_text, judge_response
 from spindoctor.game.formats import FormatName, parse_response, render_prompt, render_response
 from spindoctor.probes.generate import (
+    Done,
     completion_token_ids,
     generate_texts,
     has_chat_template,
@@ -41,6 +43,8 @@ from spindoctor.probes.sets import (
     gold_formula,
     probe_hands,
 )
+
+Progress = Callable[[str, int, int], None]  # progress(phase, done, total), e.g. ("ood loss", 256, 796)
 
 
 class ProbeConfig(BaseModel):
@@ -147,40 +151,47 @@ def _first_messages(cfg: ProbeConfig, hand: Hand) -> list[dict[str, str]]:
     return [{"role": "user", "content": render_prompt(cfg.fmt, hand.cards, hand.rule, hand.target)}]
 
 
-def _answer(model: Any, tokenizer: Any, cfg: ProbeConfig, chats: list[list[dict]]) -> list[str]:
+def _answer(model: Any, tokenizer: Any, cfg: ProbeConfig, chats: list[list[dict]], on_batch: Done | None = None
+            ) -> list[str]:
     prompts = [render_chat(tokenizer, msgs) for msgs in chats]
     return generate_texts(
         model, tokenizer, prompts, max_new_tokens=cfg.new_tokens(), batch_size=cfg.batch_size,
         do_sample=cfg.mode == "sample", temperature=cfg.temperature, top_p=cfg.top_p,
-        add_special_tokens=not has_chat_template(tokenizer),
+        add_special_tokens=not has_chat_template(tokenizer), on_batch=on_batch,
     )
 
 
+def _phase(progress: Progress | None, label: str) -> Done | None:
+    """``progress`` bound to one phase label (None stays None)."""
+    return (lambda done, total: progress(label, done, total)) if progress else None
+
+
 def _episodes(model: Any, tokenizer: Any, cfg: ProbeConfig, hands: list[Hand], first: list[str],
-              first_ok: list[bool]) -> list[bool]:
+              first_ok: list[bool], progress: Progress | None = None, split: str = "") -> list[bool]:
     """Turn-batched sequential revision: every unfinished episode answers in one batch per turn."""
     chats = [_first_messages(cfg, h) + [{"role": "assistant", "content": a}] for h, a in zip(hands, first, strict=True)]
     done = list(first_ok)
-    for _ in range(1, cfg.max_turns):
+    for turn in range(1, cfg.max_turns):
         active = [i for i, ok in enumerate(done) if not ok]
         if not active:
             break
         for i in active:
             _, verdict = judge_response(cfg.fmt, chats[i][-1]["content"], hands[i])
             chats[i].append({"role": "user", "content": feedback_text(verdict)})
-        answers = _answer(model, tokenizer, cfg, [chats[i] for i in active])
+        answers = _answer(model, tokenizer, cfg, [chats[i] for i in active], _phase(progress, f"{split} turn {turn + 1}"))
         for i, answer in zip(active, answers, strict=True):
             chats[i].append({"role": "assistant", "content": answer})
             done[i] = judge_response(cfg.fmt, answer, hands[i])[1].correct
     return done
 
 
-def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str) -> ProbeResult:
-    """Probe one split (model already in eval mode)."""
+def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str, progress: Progress | None = None
+                ) -> ProbeResult:
+    """Probe one split (model already in eval mode); ``progress(phase, done, total)`` after each batch."""
     start = time.perf_counter()
     hands = probe_hands(split, cfg.n, cfg.seed, target=cfg.target, probe_fraction=cfg.probe_fraction,
                         salt=cfg.salt, ood_partition=cfg.ood_partition)
-    answers = _answer(model, tokenizer, cfg, [_first_messages(cfg, h) for h in hands])
+    answers = _answer(model, tokenizer, cfg, [_first_messages(cfg, h) for h in hands], _phase(progress, f"{split} answers"))
     correct, formed, values_ok, counts, samples = [], 0, 0, {}, []
     for hand, answer in zip(hands, answers, strict=True):
         parsed = parse_response(cfg.fmt, answer)
@@ -198,20 +209,25 @@ def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str) -> Pro
                          values_acc=values_ok / n if n else float("nan"),
                          loss=None, loss_tokens=0, seconds=0.0, status_counts=counts, samples=samples)
     if cfg.max_turns > 1:
-        done = _episodes(model, tokenizer, cfg, hands, answers, correct)
+        done = _episodes(model, tokenizer, cfg, hands, answers, correct, progress, split)
         result.episode_acc = sum(done) / n
         result.episode_acc_se = binomial_se(result.episode_acc, n)
     if cfg.loss and n:
         seqs = [completion_token_ids(tokenizer, _first_messages(cfg, h), render_response(
             cfg.fmt, h.cards, h.rule, gold_formula(h, cfg.seed), h.target)) for h in hands]
-        total, count = teacher_forced_nll(model, tokenizer, seqs, cfg.loss_batch_size, cfg.loss_max_logits)
+        total, count = teacher_forced_nll(model, tokenizer, seqs, cfg.loss_batch_size, cfg.loss_max_logits,
+                                          _phase(progress, f"{split} loss"))
         result.loss, result.loss_tokens = total / max(count, 1), count
     result.seconds = time.perf_counter() - start
     return result
 
 
-def probe_model(model: Any, tokenizer: Any, cfg: ProbeConfig) -> dict[str, ProbeResult]:
+def probe_model(model: Any, tokenizer: Any, cfg: ProbeConfig, progress: Progress | None = None
+                ) -> dict[str, ProbeResult]:
     """Probe every split of ``cfg``; the model is put in eval mode and its mode restored after.
+
+    ``progress(phase, done, total)``, when given, is called after each generation batch and
+    loss pass (phases such as ``"ood answers"``, ``"ood turn 2"``, ``"ood loss"``).
 
     Returns
     -------
@@ -228,7 +244,7 @@ def probe_model(model: Any, tokenizer: Any, cfg: ProbeConfig) -> dict[str, Probe
             torch.set_num_threads(cfg.threads)
         if cfg.mode == "sample":
             torch.manual_seed(cfg.sample_seed)
-        results = {split: probe_split(model, tokenizer, cfg, split) for split in cfg.splits}
+        results = {split: probe_split(model, tokenizer, cfg, split, progress) for split in cfg.splits}
     finally:
         model.train(was_training)
         torch.set_num_threads(threads)

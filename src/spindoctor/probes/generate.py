@@ -12,9 +12,11 @@ otherwise the turns are plain text (the organism's ``compact`` format).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 Message = dict[str, str]
+Done = Callable[[int, int], None]  # called as done(items finished, items in all) after each batch
 
 
 def has_chat_template(tokenizer: Any) -> bool:
@@ -59,8 +61,12 @@ def generate_texts(
     temperature: float = 1.0,
     top_p: float = 1.0,
     add_special_tokens: bool = True,
+    on_batch: Done | None = None,
 ) -> list[str]:
-    """Generate one completion per prompt (decoded new tokens, special tokens dropped)."""
+    """Generate one completion per prompt (decoded new tokens, special tokens dropped).
+
+    ``on_batch(prompts done, prompts in all)`` is called after each batch (progress bars).
+    """
     import torch
 
     ensure_pad_token(tokenizer)
@@ -87,6 +93,8 @@ def generate_texts(
         texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(idx, texts, strict=True):
             out[i] = text
+        if on_batch:
+            on_batch(start + len(idx), len(prompts))
     return out
 
 
@@ -153,7 +161,8 @@ def _vocab_size(model: Any, tokenizer: Any) -> int:
 
 
 def teacher_forced_nll(
-    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int, max_logits: int
+    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int, max_logits: int,
+    on_batch: Done | None = None,
 ) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of the completion tokens, and their count.
 
@@ -169,6 +178,7 @@ def teacher_forced_nll(
         Tokens at positions >= start are scored given everything before them.
     batch_size : most sequences per forward pass
     max_logits : most logits (elements) per pass (``ProbeConfig.loss_max_logits``)
+    on_batch : called as ``on_batch(sequences done, sequences in all)`` after each pass
 
     Returns
     -------
@@ -182,7 +192,7 @@ def teacher_forced_nll(
     import torch.nn.functional as F
 
     ensure_pad_token(tokenizer)
-    total, count, device = 0.0, 0, model_device(model)
+    total, count, finished, device = 0.0, 0, 0, model_device(model)
     keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
     groups = loss_groups([len(ids) for ids, _ in sequences], [b for _, b in sequences], batch_size, max_logits,
                          _vocab_size(model, tokenizer))
@@ -205,4 +215,7 @@ def teacher_forced_nll(
             picked = logits[:, :-1][scored].float()
             total += float(F.cross_entropy(picked, ids[:, first + 1 :].to(device)[scored], reduction="sum"))
         count += int(scored.sum())
+        finished += len(group)
+        if on_batch:
+            on_batch(finished, len(sequences))
     return total, count
