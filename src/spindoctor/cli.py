@@ -34,6 +34,9 @@ def _register() -> None:
     from spindoctor.spectral.cli import drift_cmd
 
     app.command("drift")(drift_cmd)
+    from spindoctor.spectral.cache_cli import app as cache_app
+
+    app.add_typer(cache_app, name="cache")
     from spindoctor.models.cli import app as models_app
 
     app.add_typer(models_app, name="models")

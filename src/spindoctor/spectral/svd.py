@@ -211,6 +211,8 @@ class FactorCache:
         return self.root / key[:2] / f"{key}.safetensors"
 
     def load(self, key: str) -> Factorization | None:
+        import os
+
         from safetensors import safe_open
 
         p = self.path(key)
@@ -222,20 +224,68 @@ class FactorCache:
                 U, S, Vh = fh.get_tensor("U"), fh.get_tensor("S"), fh.get_tensor("Vh")
         except Exception:  # a corrupt entry is recomputed, never trusted
             return None
+        try:
+            os.utime(p)  # mtime = last use, for `spindoctor cache clear --older-than`
+        except OSError:
+            pass
         err = meta.get("error")
         return Factorization(U, S, Vh, meta.get("method", "svd"), float(err) if err else None)
 
-    def save(self, key: str, f: Factorization) -> None:
+    def save(self, key: str, f: Factorization, label: dict[str, str] | None = None) -> None:
+        """Store ``f`` under ``key``; ``label`` (fingerprint, checkpoint, tensor) goes in the metadata."""
         from safetensors.torch import save_file
 
         from spindoctor.io import atomic_path
 
-        meta = {"method": f.method, "version": str(CACHE_VERSION)}
+        meta = {"method": f.method, "version": str(CACHE_VERSION), **(label or {})}
         if f.error is not None:
             meta["error"] = repr(f.error)
         tensors = {"U": f.U.contiguous().cpu(), "S": f.S.contiguous().cpu(), "Vh": f.Vh.contiguous().cpu()}
         with atomic_path(self.path(key)) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
+
+    def entries(self) -> list[CacheEntry]:
+        """Every stored factorisation with its size, last use and label (headers only are read)."""
+        from safetensors import safe_open
+
+        out = []
+        for p in sorted(self.root.glob("??/*.safetensors")):
+            try:
+                st = p.stat()
+                with safe_open(str(p), framework="pt") as fh:
+                    meta = fh.metadata() or {}
+            except Exception:  # unreadable: still listed, so it can be removed
+                meta = {}
+            out.append(CacheEntry(p, st.st_size, st.st_mtime, meta.get("fingerprint"), meta.get("checkpoint"),
+                                  meta.get("tensor")))
+        return out
+
+    def remove(self, entries: list[CacheEntry]) -> int:
+        """Delete ``entries`` (and folders left empty); return the bytes freed."""
+        freed = 0
+        for e in entries:
+            try:
+                e.path.unlink()
+                freed += e.size
+            except FileNotFoundError:
+                continue
+            try:
+                e.path.parent.rmdir()
+            except OSError:  # not empty
+                pass
+        return freed
+
+
+@dataclass
+class CacheEntry:
+    """One cached factorisation file; the label fields are None for entries written before labels existed."""
+
+    path: Path
+    size: int
+    last_used: float  # POSIX seconds (file mtime: written or last loaded)
+    fingerprint: str | None
+    checkpoint: str | None
+    tensor: str | None
 
 
 def load_factorization(
@@ -273,7 +323,7 @@ def load_factorization(
         ckpt.check_finite(name, W)
     f = factorize(W, dtype=dtype, method=method, device=device, rank=rank)
     if cache is not None and key is not None:
-        cache.save(key, f)
+        cache.save(key, f, {"fingerprint": fp, "checkpoint": str(ckpt.path.resolve()), "tensor": name})
     return f, False
 
 
