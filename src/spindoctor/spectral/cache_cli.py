@@ -2,7 +2,7 @@
 
 The cache (:class:`spindoctor.spectral.svd.FactorCache`) keeps the float32 factors of
 every matrix drift, restore and sweeps factorised, about the size of the selected
-weights per checkpoint (a 7B model's `all` matrices: some 35 GB), so it needs a way
+weights per checkpoint (a 7B model's `all` matrices: some 38 GB), so it needs a way
 to see and free it. Entries carry the checkpoint fingerprint, path and tensor name
 in their metadata; the file mtime is their last use.
 """
