@@ -235,7 +235,7 @@ def drift(
 
     import torch
 
-    from spindoctor.devices import cpu_workers, map_in_workers, memory_bytes, resolve_device
+    from spindoctor.devices import cpu_workers, resolve_device
     from spindoctor.spectral.svd import FactorCache, load_factorization
     from spindoctor.spectral.tensors import Checkpoint, paired_matrices
 
@@ -255,15 +255,8 @@ def drift(
         fb, hb = load_factorization(b, info.name, cache, cfg.dtype, cfg.method, device, cfg.rank, fp_b, W_b)
         return *matrix_metrics(info, W_a, W_b, fa, fb, cfg.k, cfg.dtype), ha + hb
 
-    # matrices too big to hold `workers` pairs of at once go one at a time with every thread
-    together, alone = split_by_memory(infos, a, workers, memory_bytes(), 8 if cfg.dtype == "float64" else 4)
-    done: dict[str, tuple] = {}
     with torch.no_grad():
-        for batch, n_workers, n_threads in ((together, workers, threads), (alone, 1, workers * threads)):
-            for info, result in zip(batch, map_in_workers(pair, batch, n_workers, n_threads), strict=True):
-                done[info.name] = result
-                if progress:
-                    progress(len(done), len(infos), info.name)
+        done, n_alone = _run_pairs(pair, infos, a, workers, threads, 8 if cfg.dtype == "float64" else 4, progress)
     rows = [done[info.name][0] for info in infos]
     spectra = {info.name: done[info.name][1] for info in infos}
     hits = sum(done[info.name][2] for info in infos)
@@ -272,13 +265,29 @@ def drift(
         "tuned": {"path": str(b.path), "fingerprint": fp_b, "model_type": b.model_type},
         "config": cfg.model_dump(mode="json"),
         "device": device,
-        "workers": {"count": workers, "torch_threads_each": threads, "one_at_a_time": len(alone)},
+        "workers": {"count": workers, "torch_threads_each": threads, "one_at_a_time": n_alone},
         "tolerances": _tolerances(cfg.dtype),
         "cache": {"dir": str(cache.root) if cache else None, "hits": hits, "factorizations": 2 * len(rows)},
         "seconds": round(time.perf_counter() - t0, 3),
         "n_matrices": len(rows),
     }
     return DriftResult(rows=rows, spectra=spectra, summary=summarize(rows, cfg.k), meta=meta)
+
+
+def _run_pairs(pair, infos: list, ckpt, workers: int, threads: int, itemsize: int, progress) -> tuple[dict, int]:
+    """``{name: pair(info)}`` for every matrix, ``workers`` at a time; matrices too big to hold that
+    many pairs of in memory (:func:`split_by_memory`) run afterwards, one at a time with every thread.
+    Returns the results and how many ran alone."""
+    from spindoctor.devices import map_in_workers, memory_bytes
+
+    together, alone = split_by_memory(infos, ckpt, workers, memory_bytes(), itemsize)
+    done: dict[str, tuple] = {}
+    for batch, n_workers, n_threads in ((together, workers, threads), (alone, 1, workers * threads)):
+        for info, result in zip(batch, map_in_workers(pair, batch, n_workers, n_threads), strict=True):
+            done[info.name] = result
+            if progress:
+                progress(len(done), len(infos), info.name)
+    return done, len(alone)
 
 
 def _tolerances(dtype: str) -> dict:
