@@ -6,17 +6,10 @@ import time
 
 import pytest
 
-from spindoctor.cli import main
 from spindoctor.spectral import drift
 from spindoctor.spectral.svd import FactorCache
 
-from .test_checkpoints import save_pair, tiny_model
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from .test_checkpoints import run, save_pair, tiny_model
 
 
 @pytest.fixture

@@ -42,6 +42,13 @@ def save_pair(model, root: Path, scale=0.02, shard=None) -> tuple[Path, Path]:
     return a, b
 
 
+def assert_rows_close(rows_a: list[dict], rows_b: list[dict], tol: float = 1e-5) -> None:
+    """Every metric of every matrix row equal within ``tol`` (NaN equals NaN)."""
+    for x, y in zip(rows_a, rows_b, strict=True):
+        for key, val in x.items():
+            assert val == pytest.approx(y[key], abs=tol, nan_ok=True), key
+
+
 @pytest.fixture(scope="module")
 def llama_pair(tmp_path_factory):
     return save_pair(tiny_model("llama"), tmp_path_factory.mktemp("llama"))
@@ -129,9 +136,7 @@ def test_cache_hits_and_same_metrics(llama_pair, tmp_path):
     n = len(cold.rows)
     assert cold.meta["cache"]["hits"] == 0 and warm.meta["cache"]["hits"] == 2 * n
     # same factors; only float32 BLAS rounding (memory layout of mmap-loaded factors) may differ
-    for x, y in zip(cold.rows, warm.rows, strict=True):
-        for key, val in x.items():
-            assert val == pytest.approx(y[key], abs=1e-5, nan_ok=True), key
+    assert_rows_close(cold.rows, warm.rows)
     # the reference is factorised once for every checkpoint it is compared with
     again = drift(a, a, cache_dir=tmp_path / "cache")
     assert again.meta["cache"]["hits"] == 2 * n

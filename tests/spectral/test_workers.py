@@ -11,7 +11,7 @@ from spindoctor.devices import cpu_workers, map_in_workers
 from spindoctor.errors import UserError
 from spindoctor.spectral import drift
 
-from .test_checkpoints import save_pair, tiny_model
+from .test_checkpoints import assert_rows_close, save_pair, tiny_model
 
 
 @pytest.mark.parametrize("workers", [1, 3], ids=["inline", "three-threads"])
@@ -72,9 +72,7 @@ def test_drift_same_metrics_with_one_worker_or_three(tmp_path):
     three = drift(a, b, matrices="all", cache_dir=None, workers=3)
     assert one.meta["workers"]["count"] == 1 and three.meta["workers"]["count"] == 3
     assert [r["name"] for r in one.rows] == [r["name"] for r in three.rows]
-    for x, y in zip(one.rows, three.rows, strict=True):
-        for key, val in x.items():  # float32 BLAS rounding may differ with the thread count
-            assert val == pytest.approx(y[key], abs=1e-5, nan_ok=True), key
+    assert_rows_close(one.rows, three.rows)  # float32 BLAS rounding may differ with the thread count
 
 
 def test_big_matrices_run_one_at_a_time_and_rows_keep_their_order(tmp_path, monkeypatch):
@@ -88,9 +86,7 @@ def test_big_matrices_run_one_at_a_time_and_rows_keep_their_order(tmp_path, monk
     n_big = sum(r["rows"] * r["cols"] > 16 * 16 for r in mixed.rows)
     assert 0 < n_big < len(mixed.rows) and mixed.meta["workers"]["one_at_a_time"] == n_big
     assert [r["name"] for r in mixed.rows] == [r["name"] for r in alone_ref.rows]
-    for x, y in zip(alone_ref.rows, mixed.rows, strict=True):
-        for key, val in x.items():
-            assert val == pytest.approx(y[key], abs=1e-5, nan_ok=True), key
+    assert_rows_close(alone_ref.rows, mixed.rows)
 
 
 @pytest.mark.parametrize(
