@@ -194,9 +194,11 @@ def split_by_memory(infos: list, ckpt, workers: int, memory: int | None, itemsiz
     """
     if workers <= 1 or memory is None:
         return list(infos), []
-    need = workers * PAIR_WORKING_SET * itemsize
-    fits = [need * math.prod(ckpt.matrix_shape(i.name)) <= memory // 4 for i in infos]
-    return [i for i, ok in zip(infos, fits, strict=True) if ok], [i for i, ok in zip(infos, fits, strict=True) if not ok]
+    largest = memory // 4 // (workers * PAIR_WORKING_SET * itemsize)  # elements per matrix
+    together, alone = [], []
+    for info in infos:
+        (together if math.prod(ckpt.matrix_shape(info.name)) <= largest else alone).append(info)
+    return together, alone
 
 
 def resolve_config(config: DriftConfig | None, overrides: dict) -> DriftConfig:
