@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable
+import warnings
+from collections.abc import Collection, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,68 @@ def atomic_path(path: str | Path):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: str | Path, owned: Collection[str] = ()):
+    """Yield a new, empty temporary folder beside ``path``; on success it replaces ``path`` whole.
+
+    The temporary name is unique (``tempfile.mkdtemp`` in the same parent) and the
+    folder is removed if the block raises, so ``path`` ends up either untouched or
+    holding exactly what the block wrote. ``path`` may be absent, an empty folder,
+    or a folder holding only plain files named in ``owned`` (the files its writer
+    produces): those are the only files ever deleted. Anything else there raises
+    ``FileExistsError`` and leaves ``path`` and the new files' folder untouched
+    (the new one is removed).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        _swap_in(tmp, path, frozenset(owned))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def foreign_entries(path: Path, owned: Collection[str]) -> list[str]:
+    """Names in folder ``path`` that are not plain files named in ``owned``."""
+    return sorted(p.name for p in path.iterdir() if p.name not in owned or p.is_symlink() or not p.is_file())
+
+
+def _swap_in(tmp: Path, path: Path, owned: frozenset[str]) -> None:
+    """Rename ``tmp`` onto ``path``; a previous ``path`` is moved aside, then only its ``owned`` files deleted."""
+    if not path.exists() and not path.is_symlink():
+        os.rename(tmp, path)
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder")
+    foreign = foreign_entries(path, owned)
+    if foreign:
+        raise FileExistsError(f"{path} holds files this command did not write: {', '.join(foreign[:3])}")
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.rename(path, aside / path.name)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(aside / path.name, path)
+        aside.rmdir()
+        raise
+    for name in owned:
+        (aside / path.name / name).unlink(missing_ok=True)
+    try:
+        (aside / path.name).rmdir()
+        aside.rmdir()
+    except OSError:  # a file appeared meanwhile: never delete it
+        warnings.warn(f"kept files that appeared in the previous {path} under {aside}", stacklevel=4)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

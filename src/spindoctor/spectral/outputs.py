@@ -17,15 +17,28 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from spindoctor.io import atomic_path, atomic_write_json, atomic_write_text
+from spindoctor.errors import UserError
+from spindoctor.io import atomic_dir
 
-if TYPE_CHECKING:  # pragma: no cover
-    from spindoctor.spectral.run import DriftResult
+SCHEMA = "spindoctor.drift/1"
+DATA_FILES = ("metrics.json", "per_matrix.csv", "spectra.safetensors")
+FIGURE_FILES = ("singular_values.png", "principal_angles.png", "heatmap_angle.png", "heatmap_ds_rel.png")
+OUTPUT_FILES = DATA_FILES + FIGURE_FILES  # every file drift writes; the only ones it ever deletes
+
+
+class Result(Protocol):
+    """What the writers read from a :class:`spindoctor.spectral.run.DriftResult`."""
+
+    rows: list[dict]
+    spectra: dict[str, dict]
+
+    def to_json(self) -> dict: ...
 
 
 def _clean(v):
@@ -34,29 +47,70 @@ def _clean(v):
     return v
 
 
-def write_outputs(result: DriftResult, out: Path, figures: bool, figure_matrices: list[str]) -> list[Path]:
-    """Write every output file of ``result`` under ``out``; return the paths written."""
+def is_drift_output(folder: Path) -> bool:
+    """True when ``folder`` holds only drift's files and its metrics.json has schema ``spindoctor.drift/1``."""
+    from spindoctor.io import foreign_entries
+
+    if foreign_entries(folder, OUTPUT_FILES):
+        return False
+    try:
+        doc = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("schema") == SCHEMA
+
+
+def check_out(out: Path) -> None:
+    """Refuse (UserError) an ``out`` that drift may not replace: a file, or a non-empty folder that is
+    not a previous drift output (:func:`is_drift_output`). Nothing is written."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not is_drift_output(out):
+        raise UserError(f"out {out} exists and is not a drift output folder (metrics.json with schema "
+                        f"{SCHEMA} and only drift's files); choose a new or empty folder")
+
+
+def write_outputs(result: Result, out: Path, figures: bool, figure_matrices: list[str]) -> list[Path]:
+    """Write every output file of ``result`` as one set; return their final paths.
+
+    The files are written into a fresh temporary folder beside ``out`` which then
+    replaces ``out`` whole (:func:`spindoctor.io.atomic_dir`): a rerun without figures
+    leaves no old figure behind, and a failure leaves ``out`` as it was. Only files
+    drift writes are deleted from a previous ``out``; any other ``out`` is refused.
+    """
+    for pattern in figure_matrices:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UserError(f"figure_matrices: {pattern!r} is not a valid regular expression ({exc})") from None
+    check_out(out)
+    try:
+        with atomic_dir(out, owned=OUTPUT_FILES) as tmp:
+            names = _write_data(result, tmp)
+            if figures:
+                names += [p.name for p in write_figures(result, tmp, figure_matrices)]
+    except FileExistsError as exc:  # out changed while we wrote: nothing was replaced
+        raise UserError(str(exc)) from None
+    return [out / name for name in names]
+
+
+def _write_data(result: Result, out: Path) -> list[str]:
     from safetensors.torch import save_file
 
-    out.mkdir(parents=True, exist_ok=True)
     doc = result.to_json()
     doc["matrices"] = [{k: _clean(v) for k, v in row.items()} for row in doc["matrices"]]
-    atomic_write_json(out / "metrics.json", doc)
+    (out / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(result.rows[0]))
     writer.writeheader()
     writer.writerows(result.rows)
-    atomic_write_text(out / "per_matrix.csv", buf.getvalue())
+    (out / "per_matrix.csv").write_text(buf.getvalue(), encoding="utf-8")
     tensors = {f"{name}/{key}": t.contiguous() for name, spec in result.spectra.items() for key, t in spec.items()}
-    with atomic_path(out / "spectra.safetensors") as tmp:
-        save_file(tensors, str(tmp))
-    paths = [out / "metrics.json", out / "per_matrix.csv", out / "spectra.safetensors"]
-    if figures:
-        paths += write_figures(result, out, figure_matrices)
-    return paths
+    save_file(tensors, str(out / "spectra.safetensors"))
+    return list(DATA_FILES)
 
 
-def chosen_matrices(result: DriftResult, patterns: list[str], limit: int = 4) -> list[str]:
+def chosen_matrices(result: Result, patterns: list[str], limit: int = 4) -> list[str]:
     """Matrices for the per-matrix figures: regex matches, else the middle layer's (up to ``limit``)."""
     names = [r["name"] for r in result.rows]
     if patterns:
@@ -70,12 +124,11 @@ def chosen_matrices(result: DriftResult, patterns: list[str], limit: int = 4) ->
 
 
 def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
     return path
 
 
-def write_figures(result: DriftResult, out: Path, patterns: list[str]) -> list[Path]:
+def write_figures(result: Result, out: Path, patterns: list[str]) -> list[Path]:
     """The four figures described in the module docstring."""
     import matplotlib
 
@@ -90,7 +143,7 @@ def write_figures(result: DriftResult, out: Path, patterns: list[str]) -> list[P
     return paths
 
 
-def _fig_singular_values(plt, result: DriftResult, name: str, out: Path) -> Path:
+def _fig_singular_values(plt, result: Result, name: str, out: Path) -> Path:
     spec = result.spectra[name]
     s0, s1 = spec["s_ref"].numpy(), spec["s_tuned"].numpy()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -108,7 +161,7 @@ def _fig_singular_values(plt, result: DriftResult, name: str, out: Path) -> Path
     return _save(fig, out / "singular_values.png")
 
 
-def _fig_angles(plt, result: DriftResult, names: list[str], out: Path) -> Path:
+def _fig_angles(plt, result: Result, names: list[str], out: Path) -> Path:
     labels = sorted({k[len("pa_u_"):] for k in result.spectra[names[0]] if k.startswith("pa_u_")})
     top = labels[len(labels) // 2] if labels else None  # a middle k: full rank is trivially 0 on square sides
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
@@ -128,7 +181,7 @@ def _fig_angles(plt, result: DriftResult, names: list[str], out: Path) -> Path:
     return _save(fig, out / "principal_angles.png")
 
 
-def _grid(result: DriftResult, key: str):
+def _grid(result: Result, key: str):
     import numpy as np
 
     rows = [r for r in result.rows if r["layer"] is not None] or result.rows
@@ -142,7 +195,7 @@ def _grid(result: DriftResult, key: str):
     return grid, layers, kinds
 
 
-def _fig_heatmap(plt, result: DriftResult, out: Path, fname: str) -> Path:
+def _fig_heatmap(plt, result: Result, out: Path, fname: str) -> Path:
     import numpy as np
 
     if fname == "heatmap_angle.png":

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from spindoctor.errors import UserError
+from spindoctor.errors import UserError, first_error
+from spindoctor.spectral.outputs import SCHEMA, write_outputs
+from spindoctor.spectral.tensors import PRESETS
 
-SCHEMA = "spindoctor.drift/1"
+__all__ = ["SCHEMA", "DriftConfig", "DriftResult", "default_cache_dir", "drift", "k_label", "parse_k"]
 
 
 def default_cache_dir() -> Path:
@@ -34,13 +37,13 @@ class DriftConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    matrices: str = Field("paper", description="Preset: paper, attn, mlp, linear or all.")
+    matrices: str = Field("paper", description="Preset: " + ", ".join(PRESETS) + ".")
     regex: str | None = Field(None, description="Keep only tensor names matching this regex (re.search).")
     k: list[float | int] = Field(
         default_factory=lambda: [0.25, 0.5, 1.0],
         description="Top-k subspace sizes: floats in (0, 1] are fractions of each matrix's rank, ints are counts.",
     )
-    device: str = Field("auto", description="auto (CUDA when present), cpu or cuda.")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
     dtype: Literal["float32", "float64"] = Field("float32", description="Dtype of factors and metrics.")
     method: Literal["auto", "gram", "svd", "randomized"] = Field(
         "auto", description="Factorisation: auto = gram for float32, svd for float64; randomized needs rank."
@@ -56,6 +59,41 @@ class DriftConfig(BaseModel):
         default_factory=list, description="Regexes of matrices for the per-matrix figures (default: middle layer)."
     )
 
+    @field_validator("matrices")
+    @classmethod
+    def _check_preset(cls, v: str) -> str:
+        if v not in PRESETS:
+            raise ValueError(f"must be one of {', '.join(PRESETS)}, got {v!r}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {v!r}")
+        return v
+
+    @field_validator("regex")
+    @classmethod
+    def _check_regex(cls, v: str | None) -> str | None:
+        _compile(v)
+        return v
+
+    @field_validator("figure_matrices")
+    @classmethod
+    def _check_patterns(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            _compile(pattern)
+        return v
+
+    @model_validator(mode="after")
+    def _check_rank(self) -> DriftConfig:
+        if self.method == "randomized" and not self.rank:
+            raise ValueError("method 'randomized' needs rank >= 1")
+        if self.rank is not None and self.rank < 1:
+            raise ValueError(f"rank must be >= 1, got {self.rank}")
+        return self
+
     @field_validator("k")
     @classmethod
     def _check_k(cls, v: list[float | int]) -> list[float | int]:
@@ -67,6 +105,16 @@ class DriftConfig(BaseModel):
         return v
 
 
+def _compile(pattern: str | None) -> None:
+    """Raise ValueError (one line) when ``pattern`` is not a valid regular expression."""
+    if pattern is None:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a valid regular expression ({exc})") from None
+
+
 def parse_k(text: str) -> list[float | int]:
     """``"0.25,0.5,1.0,64"`` -> ``[0.25, 0.5, 1.0, 64]`` (a dot means fraction)."""
     out: list[float | int] = []
@@ -75,7 +123,7 @@ def parse_k(text: str) -> list[float | int]:
         try:
             out.append(float(part) if ("." in part or "e" in part.lower()) else int(part))
         except ValueError:
-            raise UserError(f"--k must be comma-separated fractions or counts, got {part!r}") from None
+            raise UserError(f"k must be comma-separated fractions or counts, got {part!r}") from None
     return out
 
 
@@ -108,9 +156,11 @@ class DriftResult:
         return {"schema": SCHEMA, **self.meta, "summary": self.summary, "matrices": self.rows}
 
     def save(self, out: str | Path, figures: bool = True, figure_matrices: list[str] | None = None) -> list[Path]:
-        """Write metrics.json, per_matrix.csv, spectra.safetensors and figures; return the paths."""
-        from spindoctor.spectral.outputs import write_outputs
+        """Write metrics.json, per_matrix.csv, spectra.safetensors and figures into ``out``; return the paths.
 
+        ``out`` is replaced whole or not at all (see :func:`spindoctor.spectral.outputs.write_outputs`);
+        an existing ``out`` that is not a previous drift output folder is refused (UserError).
+        """
         return write_outputs(self, Path(out), figures=figures, figure_matrices=figure_matrices or [])
 
 
@@ -118,7 +168,7 @@ def matrix_metrics(info, W_ref, W_tuned, f_ref, f_tuned, ks: list[float | int], 
     """All metrics of one matrix pair: (scalar row, spectra dict of 1-D CPU tensors)."""
     import torch
 
-    from spindoctor.spectral import metrics as D
+    import spindoctor.spectral.metrics as D
 
     rtol = D.TIE_RTOL[dtype]
     m, n = W_ref.shape
@@ -202,15 +252,32 @@ def split_by_memory(infos: list, ckpt, workers: int, memory: int | None, itemsiz
 
 
 def resolve_config(config: DriftConfig | None, overrides: dict) -> DriftConfig:
-    """``config`` (or the defaults) updated by keyword ``overrides`` and validated; UserError if invalid."""
+    """``config`` (or the defaults) updated by keyword ``overrides`` and validated; UserError if invalid.
+
+    The message names the parameter (``bad drift option dtype: ...``).
+    """
     base = config or DriftConfig()
     try:
-        cfg = DriftConfig.model_validate({**base.model_dump(), **overrides})
-    except ValueError as exc:
-        raise UserError(f"bad drift option: {str(exc).splitlines()[-1].strip()}") from None
-    if cfg.method == "randomized" and not cfg.rank:
-        raise UserError("--method randomized needs --rank")
-    return cfg
+        return DriftConfig.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as exc:
+        where, msg = first_error(exc)
+        raise UserError(f"bad drift option {where or '(config)'}: {msg.removeprefix('Value error, ')}") from None
+
+
+def check_inputs(cfg: DriftConfig) -> str:
+    """Check what a run needs before any work: the device exists, the cache is a folder. Returns the device."""
+    from spindoctor.devices import resolve_device
+
+    device = resolve_device(cfg.device)
+    if device.startswith("cuda:"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(device.split(":", 1)[1]) >= count:
+            raise UserError(f"device {device!r} is not available ({count} CUDA device(s))")
+    if cfg.cache_dir is not None and cfg.cache_dir.exists() and not cfg.cache_dir.is_dir():
+        raise UserError(f"cache_dir {cfg.cache_dir} exists and is not a folder")
+    return device
 
 
 def drift(
@@ -231,18 +298,19 @@ def drift(
     Raises
     ------
     UserError
-        Not a checkpoint, different architectures, missing tensor, shape mismatch, NaN/Inf.
+        Invalid option, unavailable device, not a checkpoint (or a malformed one), different
+        architectures, missing tensor, shape mismatch, NaN/Inf.
     """
     import time
 
     import torch
 
-    from spindoctor.devices import cpu_workers, resolve_device
+    from spindoctor.devices import cpu_workers
     from spindoctor.spectral.svd import FactorCache, load_factorization
     from spindoctor.spectral.tensors import Checkpoint, paired_matrices
 
     cfg = resolve_config(config, overrides)
-    device = resolve_device(cfg.device)
+    device = check_inputs(cfg)
     t0 = time.perf_counter()
     a, b = Checkpoint(ref), Checkpoint(tuned)
     infos = paired_matrices(a, b, cfg.matrices, cfg.regex)
@@ -269,7 +337,8 @@ def drift(
         "device": device,
         "workers": {"count": workers, "torch_threads_each": threads, "one_at_a_time": n_alone},
         "tolerances": _tolerances(cfg.dtype),
-        "cache": {"dir": str(cache.root) if cache else None, "hits": hits, "factorizations": 2 * len(rows)},
+        "cache": {"dir": str(cache.root) if cache else None, "hits": hits, "factorizations": 2 * len(rows),
+                  "rejected": cache.rejected if cache else 0},
         "seconds": round(time.perf_counter() - t0, 3),
         "n_matrices": len(rows),
     }

@@ -1,6 +1,6 @@
 """Thin SVD factorisations with a deterministic sign convention and an on-disk cache.
 
-Public API (issue 5, directional restoration, reuses it):
+Public API (directional restoration reuses it):
 
 - :class:`Factorization` ``(U, S, Vh)``: thin SVD ``W = U diag(S) Vh`` of an
   ``(m, n)`` matrix, ``U (m, r)``, ``S (r,)`` descending, ``Vh (r, n)``,
@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from spindoctor.errors import UserError
+from spindoctor.spectral.cache_entry import EntryId, all_finite, entry_metadata, problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -49,8 +51,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from spindoctor.spectral.tensors import Checkpoint, MatrixInfo
 
 Method = Literal["auto", "gram", "svd", "randomized"]
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries carry their identity and a checksum (cache_entry.py)
 GRAM_MAX_COND = 3e4  # beyond this condition number the Gram route is less accurate than a float32 SVD
+
+
+class CacheEntryWarning(UserWarning):
+    """A factor-cache entry failed verification and is recomputed."""
 
 
 @dataclass
@@ -90,7 +96,7 @@ def torch_dtype(name: str):
     import torch
 
     if name not in ("float32", "float64"):
-        raise UserError(f"--dtype must be float32 or float64, got {name!r}")
+        raise UserError(f"dtype must be float32 or float64, got {name!r}")
     return torch.float32 if name == "float32" else torch.float64
 
 
@@ -169,7 +175,7 @@ def factorize(
     error = None
     if method == "randomized":
         if not rank or rank < 1:
-            raise UserError("randomized SVD needs --rank >= 1")
+            raise UserError(f"method 'randomized' needs rank >= 1, got rank={rank!r}")
         k = min(rank, *W.shape)
         Wd = W.to(torch.float64 if dtype == "float64" else torch.float32)
         U, S, V = torch.svd_lowrank(Wd, q=min(k + 10, *W.shape), niter=niter)
@@ -185,7 +191,7 @@ def factorize(
     elif method == "svd":
         U, S, Vh = torch.linalg.svd(W.to(out_dtype), full_matrices=False)
     else:
-        raise UserError(f"--method must be auto, gram, svd or randomized, got {method!r}")
+        raise UserError(f"method must be auto, gram, svd or randomized, got {method!r}")
     U, Vh = sign_fix(U, Vh)
     # contiguous, like factors loaded from the cache, so cold and warm runs give bitwise-equal metrics
     U, S, Vh = (x.to(out_dtype).contiguous() for x in (U, S, Vh))
@@ -193,14 +199,23 @@ def factorize(
 
 
 class FactorCache:
-    """Factorisations on disk: ``root/<key[:2]>/<key>.safetensors`` (atomic writes).
+    """Factorisations on disk: ``root/<key[:2]>/<key>.safetensors`` (atomic writes, verified reads).
 
     The key hashes the checkpoint content fingerprint, tensor name, dtype,
-    method, rank and :data:`CACHE_VERSION`.
+    method, rank and :data:`CACHE_VERSION`. Each entry also stores that identity
+    and a checksum in its metadata (:mod:`spindoctor.spectral.cache_entry`); an
+    entry that is unreadable, answers another request, has the wrong shapes,
+    fails its checksum or holds NaN/Inf is not used: :meth:`load` warns once
+    (:class:`CacheEntryWarning`) and returns None, so the caller recomputes and
+    overwrites it. ``rejected`` counts such entries.
     """
 
     def __init__(self, root: str | Path):
+        import threading
+
         self.root = Path(root)
+        self.rejected = 0
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(fingerprint: str, name: str, dtype: str, method: str, rank: int | None = None) -> str:
@@ -210,7 +225,8 @@ class FactorCache:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.safetensors"
 
-    def load(self, key: str) -> Factorization | None:
+    def load(self, key: str, entry: EntryId) -> Factorization | None:
+        """The verified factorisation stored under ``key`` for ``entry``; None if absent or unsound."""
         import os
 
         from safetensors import safe_open
@@ -221,26 +237,38 @@ class FactorCache:
         try:
             with safe_open(str(p), framework="pt") as fh:
                 meta = fh.metadata() or {}
-                U, S, Vh = fh.get_tensor("U"), fh.get_tensor("S"), fh.get_tensor("Vh")
-        except Exception:  # a corrupt entry is recomputed, never trusted
-            return None
+                tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            return self._reject(p, f"is unreadable ({type(exc).__name__})")
+        why = problem(meta, tensors, entry)
+        if why is not None:
+            return self._reject(p, why)
         try:
             os.utime(p)  # mtime = last use, for `spindoctor cache clear --older-than`
         except OSError:
             pass
         err = meta.get("error")
-        return Factorization(U, S, Vh, meta.get("method", "svd"), float(err) if err else None)
+        return Factorization(tensors["U"], tensors["S"], tensors["Vh"], meta["method"], float(err) if err else None)
 
-    def save(self, key: str, f: Factorization, label: dict[str, str] | None = None) -> None:
-        """Store ``f`` under ``key``; ``label`` (fingerprint, checkpoint, tensor) goes in the metadata."""
+    def _reject(self, path: Path, why: str) -> None:
+        with self._lock:
+            self.rejected += 1
+        warnings.warn(f"factor cache entry {path} {why}; recomputing it", CacheEntryWarning, stacklevel=3)
+        return None
+
+    def save(self, key: str, f: Factorization, entry: EntryId, checkpoint: str | None = None) -> None:
+        """Store ``f`` under ``key`` with ``entry``'s identity and a checksum (atomic: unique temp name, rename).
+
+        Factors holding NaN/Inf are not stored.
+        """
         from safetensors.torch import save_file
 
         from spindoctor.io import atomic_path
 
-        meta = {"method": f.method, "version": str(CACHE_VERSION), **(label or {})}
-        if f.error is not None:
-            meta["error"] = repr(f.error)
         tensors = {"U": f.U.contiguous().cpu(), "S": f.S.contiguous().cpu(), "Vh": f.Vh.contiguous().cpu()}
+        if not all_finite(tensors):
+            return
+        meta = entry_metadata(entry, f.method, f.error, checkpoint, tensors)
         with atomic_path(self.path(key)) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
 
@@ -310,11 +338,13 @@ def load_factorization(
     """
     if method == "auto":
         method = "gram" if dtype == "float32" else "svd"
-    key = None
+    key = entry = None
     if cache is not None:
-        fp = fingerprint or ckpt.fingerprint(cache.root)
-        key = FactorCache.key(fp, name, dtype, method, rank if method == "randomized" else None)
-        hit = cache.load(key)
+        m_n = ckpt.matrix_shape(name)
+        entry = EntryId(fingerprint or ckpt.fingerprint(cache.root), name, dtype, method,
+                        rank if method == "randomized" else None, m_n)
+        key = FactorCache.key(entry.fingerprint, name, dtype, method, entry.rank)
+        hit = cache.load(key, entry)
         if hit is not None:
             return hit.to(device=device), True
     if W is None:
@@ -322,8 +352,8 @@ def load_factorization(
     else:
         ckpt.check_finite(name, W)
     f = factorize(W, dtype=dtype, method=method, device=device, rank=rank)
-    if cache is not None and key is not None:
-        cache.save(key, f, {"fingerprint": fp, "checkpoint": str(ckpt.path.resolve()), "tensor": name})
+    if cache is not None and key is not None and entry is not None:
+        cache.save(key, f, entry, str(ckpt.path.resolve()))
     return f, False
 
 

@@ -1,6 +1,6 @@
 """Streaming safetensors checkpoints: tensor iteration, matrix selection, layer index.
 
-Public API (issue 5, directional restoration, builds on it):
+Public API (directional restoration builds on it):
 
 - :class:`Checkpoint` opens a Hugging Face checkpoint folder (``model.safetensors``
   or shards listed in ``model.safetensors.index.json``) or one ``.safetensors``
@@ -24,20 +24,19 @@ GPT-2 (``transformer.h.N.attn.c_attn``) and nested multimodal models
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from spindoctor.errors import UserError
+from spindoctor.spectral.files import INDEX_FILE, SINGLE_FILE, file_digest, locate, read_config
 
-INDEX_FILE = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
+__all__ = ["INDEX_FILE", "SINGLE_FILE", "PRESETS", "Checkpoint", "MatrixInfo", "paired_matrices", "parse_name",
+           "select_matrices"]
 
 # Presets: which matrix kinds each selects. "paper" is what Jin et al. analysed
-# (findings.md, "The analyses, defined": q_proj, k_proj, v_proj, mlp.down_proj);
+# (arXiv:2508.16546; docs/design.md, "Spectral drift": q_proj, k_proj, v_proj, mlp.down_proj);
 # GPT-2 fuses q, k, v into one c_attn matrix ("qkv").
 ATTN_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv")
 MLP_KINDS = ("gate_proj", "up_proj", "down_proj")
@@ -114,24 +113,18 @@ class Checkpoint:
     """
 
     def __init__(self, path: str | Path):
-        from safetensors import safe_open
-
         self.path = Path(path)
         if not self.path.exists():
             raise UserError(f"checkpoint not found: {self.path}")
-        self.files, self.weight_map = _locate(self.path)
-        self._shapes: dict[str, tuple[int, ...]] = {}
-        for f in self.files:
-            with safe_open(str(f), framework="pt") as fh:
-                for name in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
-                    if self.weight_map.get(name) == f:
-                        self._shapes[name] = tuple(fh.get_slice(name).get_shape())
-        self.config = _read_config(self.path)
+        # every header is read and checked here, so a malformed checkpoint fails before any work
+        self.files, self.weight_map, self._shapes = locate(self.path)
+        self.config = read_config(self.path)
 
     @property
     def model_type(self) -> str | None:
         """``model_type`` from config.json (None when there is no config)."""
-        return self.config.get("model_type")
+        model_type = self.config.get("model_type")
+        return model_type if isinstance(model_type, str) else None
 
     def names(self) -> list[str]:
         """Every tensor name, in file order."""
@@ -143,19 +136,26 @@ class Checkpoint:
 
     def matrix_shape(self, name: str) -> tuple[int, int]:
         """``(out, in)`` shape of a 2-D weight after the Conv1D transpose."""
-        a, b = self._shapes[name]
+        shape = self._shapes.get(name)
+        if shape is None or len(shape) != 2:
+            raise UserError(f"tensor {name!r} in {self.path} is " + ("absent" if shape is None else f"{len(shape)}-D, not a matrix"))
+        a, b = shape
         return (b, a) if parse_name(name).conv1d else (a, b)
 
     def tensor(self, name: str):
         """Read one tensor as stored (a torch tensor; only this tensor is loaded)."""
+        import safetensors
         from safetensors import safe_open
 
         if name not in self.weight_map:
             raise UserError(f"tensor {name!r} not in checkpoint {self.path}")
         # Open per read: the mapping is released afterwards, so resident memory stays
         # near the tensors in use instead of growing with every page of the file read.
-        with safe_open(str(self.weight_map[name]), framework="pt") as fh:
-            return fh.get_tensor(name)
+        try:
+            with safe_open(str(self.weight_map[name]), framework="pt") as fh:
+                return fh.get_tensor(name)
+        except (OSError, safetensors.SafetensorError) as exc:  # changed on disk since it was opened
+            raise UserError(f"cannot read {name!r} from {self.weight_map[name]} ({exc})") from None
 
     def matrix(self, name: str, check_finite: bool = True):
         """Read a 2-D weight as float32 ``(out, in)``, checking it is finite.
@@ -199,77 +199,8 @@ class Checkpoint:
         """
         h = hashlib.sha256()
         for f in self.files:
-            h.update(_file_digest(f, memo_dir).encode())
+            h.update(file_digest(f, memo_dir).encode())
         return h.hexdigest()
-
-
-def _locate(path: Path) -> tuple[list[Path], dict[str, Path]]:
-    """Return (weight files, tensor name -> file) for a checkpoint path."""
-    from safetensors import safe_open
-
-    if path.is_file():
-        if path.suffix != ".safetensors":
-            raise UserError(f"{path} is not a .safetensors file")
-        files = [path]
-    elif (path / INDEX_FILE).is_file():
-        try:
-            index = json.loads((path / INDEX_FILE).read_text())
-            mapping = {k: path / v for k, v in index["weight_map"].items()}
-        except (json.JSONDecodeError, KeyError, AttributeError) as exc:
-            raise UserError(f"{path / INDEX_FILE} is not a valid safetensors index ({exc})") from exc
-        missing = sorted({str(f.name) for f in mapping.values() if not f.is_file()})
-        if missing:
-            raise UserError(f"{path}: shard(s) listed in the index are missing: {', '.join(missing)}")
-        return sorted(set(mapping.values())), mapping
-    elif (path / SINGLE_FILE).is_file():
-        files = [path / SINGLE_FILE]
-    else:
-        hint = " (only safetensors is read, never pickle)" if any(path.glob("*.bin")) else ""
-        raise UserError(f"{path} is not a checkpoint: no model.safetensors or {INDEX_FILE}{hint}")
-    mapping: dict[str, Path] = {}
-    for f in files:
-        try:
-            with safe_open(str(f), framework="pt") as fh:
-                mapping.update({k: f for k in fh.keys()})  # noqa: SIM118 (safe_open is not a dict)
-        except Exception as exc:  # safetensors raises its own error types for corrupt headers
-            raise UserError(f"{f} is not a readable safetensors file ({exc})") from exc
-    return files, mapping
-
-
-def _read_config(path: Path) -> dict:
-    folder = path if path.is_dir() else path.parent
-    cfg = folder / "config.json"
-    if not cfg.is_file():
-        return {}
-    try:
-        return json.loads(cfg.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{cfg} is not valid JSON ({exc})") from exc
-
-
-def _file_digest(f: Path, memo_dir: Path | None) -> str:
-    st = f.stat()
-    key = f"{os.path.realpath(f)}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}"
-    memo_path = memo_dir / "fingerprints.json" if memo_dir else None
-    memo: dict[str, str] = {}
-    if memo_path and memo_path.is_file():
-        try:
-            memo = json.loads(memo_path.read_text())
-        except json.JSONDecodeError:
-            memo = {}
-    if key in memo:
-        return memo[key]
-    h = hashlib.sha256()
-    with open(f, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    digest = h.hexdigest()
-    if memo_path:
-        from spindoctor.io import atomic_write_json
-
-        memo[key] = digest
-        atomic_write_json(memo_path, memo)
-    return digest
 
 
 def select_matrices(ckpt: Checkpoint, preset: str = "paper", regex: str | None = None) -> list[MatrixInfo]:
@@ -278,11 +209,11 @@ def select_matrices(ckpt: Checkpoint, preset: str = "paper", regex: str | None =
     Returns them ordered by (component, layer, kind, name); embeddings first.
     """
     if preset not in PRESETS:
-        raise UserError(f"--matrices must be one of {', '.join(PRESETS)}, got {preset!r}")
+        raise UserError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     try:
         pattern = re.compile(regex) if regex else None
     except re.error as exc:
-        raise UserError(f"--regex {regex!r} is not a valid regular expression ({exc})") from exc
+        raise UserError(f"regex {regex!r} is not a valid regular expression ({exc})") from None
     kinds = PRESETS[preset]
     out = []
     for name in ckpt.names():
@@ -313,7 +244,7 @@ def paired_matrices(
         )
     infos = select_matrices(ref, preset, regex)
     if not infos:
-        raise UserError(f"no matrices in {ref.path} match --matrices {preset}" + (f" --regex {regex}" if regex else ""))
+        raise UserError(f"no matrices in {ref.path} match preset {preset!r}" + (f" and regex {regex!r}" if regex else ""))
     tuned_names = set(tuned.names())
     missing = [i.name for i in infos if i.name not in tuned_names]
     if missing:

@@ -1,0 +1,115 @@
+"""What a factor-cache entry must prove before it is used: identity, shapes, finiteness, checksum.
+
+An entry is one safetensors file holding ``U``, ``S`` and ``Vh`` (see
+:class:`spindoctor.spectral.svd.FactorCache`). Its metadata (all strings) names
+the request it answers, so an entry copied or renamed onto another key is
+recognised, and carries a CRC-32 of everything else in the file:
+
+- ``version``: :data:`ENTRY_VERSION`;
+- ``fingerprint``, ``tensor``, ``dtype``, ``request`` (the method asked for:
+  ``gram``, ``svd`` or ``randomized``) and ``rank`` (``""`` unless randomized):
+  the identity, compared with the request on every read;
+- ``method`` (what ran: ``gram`` may fall back to ``svd``), ``error``
+  (randomized residual), ``checkpoint`` (path, for ``spindoctor cache info``);
+- ``crc32``: CRC-32 of the other metadata (canonical JSON) followed by the raw
+  bytes of ``U``, ``S`` and ``Vh`` in that order, as 8 hex digits.
+
+CRC-32 detects every burst error up to 32 bits (so any flipped bit) and
+misses random damage with probability 2^-32; it runs at several GB/s, so a
+warm drift run stays dominated by its metrics. It guards against accidents
+(disk, copies, partial edits), not against someone forging entries: the cache
+is the user's own folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+ENTRY_VERSION = "2"
+IDENTITY = ("fingerprint", "tensor", "dtype", "request", "rank")
+
+
+@dataclass(frozen=True)
+class EntryId:
+    """The request a cache entry answers, and the factor shapes it implies.
+
+    ``shape`` is the matrix's ``(m, n)``; the factors are ``U (m, r)``, ``S (r,)``,
+    ``Vh (r, n)`` with ``r = min(m, n)``, or ``min(rank, m, n)`` for ``randomized``.
+    """
+
+    fingerprint: str
+    tensor: str
+    dtype: str
+    request: str
+    rank: int | None
+    shape: tuple[int, int]
+
+    def labels(self) -> dict[str, str]:
+        return {"fingerprint": self.fingerprint, "tensor": self.tensor, "dtype": self.dtype,
+                "request": self.request, "rank": "" if self.rank is None else str(self.rank)}
+
+    @property
+    def r(self) -> int:
+        m, n = self.shape
+        return min(self.rank, m, n) if self.request == "randomized" and self.rank else min(m, n)
+
+
+def checksum(meta: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
+    """CRC-32 (8 hex digits) of ``meta`` without ``crc32``, then the bytes of U, S, Vh."""
+    head = json.dumps({k: v for k, v in sorted(meta.items()) if k != "crc32"}, separators=(",", ":"))
+    crc = zlib.crc32(head.encode())
+    for name in ("U", "S", "Vh"):
+        crc = zlib.crc32(memoryview(tensors[name].contiguous().numpy()).cast("B"), crc)
+    return f"{crc:08x}"
+
+
+def entry_metadata(entry: EntryId, method: str, error: float | None, checkpoint: str | None,
+                   tensors: dict[str, torch.Tensor]) -> dict[str, str]:
+    """The metadata :meth:`FactorCache.save` writes, checksum included."""
+    meta = {"version": ENTRY_VERSION, **entry.labels(), "method": method}
+    if error is not None:
+        meta["error"] = repr(error)
+    if checkpoint is not None:
+        meta["checkpoint"] = checkpoint
+    meta["crc32"] = checksum(meta, tensors)
+    return meta
+
+
+def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
+    """True when no factor holds NaN or Inf (one float64 sum per factor; entries of U, Vh are in [-1, 1])."""
+    import torch
+
+    return all(math.isfinite(float(t.sum(dtype=torch.float64))) for t in tensors.values())
+
+
+def problem(meta: dict[str, str], tensors: dict[str, torch.Tensor], entry: EntryId) -> str | None:
+    """Why an entry read from disk must not be used for ``entry``, or None when it is sound."""
+    import torch
+
+    if meta.get("version") != ENTRY_VERSION:
+        return f"has format version {meta.get('version')!r}, not {ENTRY_VERSION}"
+    want = entry.labels()
+    wrong = [k for k in IDENTITY if meta.get(k) != want[k]]
+    if wrong:
+        return "answers another request (" + ", ".join(f"{k} {meta.get(k)!r} != {want[k]!r}" for k in wrong) + ")"
+    if set(tensors) != {"U", "S", "Vh"}:
+        return f"holds tensors {sorted(tensors)}, not U, S, Vh"
+    (m, n), r = entry.shape, entry.r
+    expected = {"U": (m, r), "S": (r,), "Vh": (r, n)}
+    dtype = torch.float32 if entry.dtype == "float32" else torch.float64
+    for name, shape in expected.items():
+        t = tensors[name]
+        if tuple(t.shape) != shape or t.dtype != dtype:
+            return f"has {name} {tuple(t.shape)} {t.dtype}, expected {shape} {dtype}"
+    if meta.get("crc32") != checksum(meta, tensors):
+        return "fails its checksum"
+    if not all_finite(tensors):
+        return "holds NaN or Inf"
+    return None
