@@ -4,7 +4,7 @@ Entry point: :func:`drift` (``spindoctor drift REF TUNED`` on the command line)
 returns a :class:`DriftResult`; ``result.save(out)`` writes metrics.json,
 per_matrix.csv, spectra.safetensors and figures.
 
-Building blocks reused by restoration (issue 5):
+Building blocks reused by directional restoration (:mod:`spindoctor.restore`):
 
 - :mod:`spindoctor.spectral.tensors`: :class:`Checkpoint` (streaming
   safetensors), :func:`parse_name`, :func:`select_matrices`, :func:`paired_matrices`;

@@ -29,6 +29,8 @@ def _cache(folder: Path | None):
     from spindoctor.spectral.svd import FactorCache
 
     root = folder or default_cache_dir()
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise UserError(f"--cache {folder} exists and is not a folder")
     if folder is not None and not folder.is_dir():
         raise UserError(f"cache folder not found: {folder}")
     return FactorCache(root)

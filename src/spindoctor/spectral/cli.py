@@ -72,7 +72,7 @@ def drift_cmd(
              "cache_dir": cache, "figure_matrices": figure_matrix}
     cfg = config_from_flags({key: v for key, v in given.items() if v is not None}
                             | ({"cache_dir": None} if no_cache else {}))
-    check_out(out)
+    check_out(out, label="--out")
     _check_paths(out, cfg)
     check_inputs(cfg)
     result = _run(ref, tuned, cfg, quiet=as_json)

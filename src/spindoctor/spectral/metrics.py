@@ -1,6 +1,7 @@
 """Drift metrics between two factorisations of the same matrix (pure functions).
 
-Definitions follow spec/findings.md, "The analyses, defined" (W = U S V^T, thin SVD):
+Definitions: docs/design.md, "Spectral drift", after the analyses of Jin et al.
+(arXiv:2508.16546) (W = U S V^T, thin SVD):
 
 - singular-value drift ``ds = s_tuned - s_ref`` and ``ds / s_ref``;
 - principal angles between top-k singular subspaces, ``theta =

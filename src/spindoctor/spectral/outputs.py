@@ -60,13 +60,13 @@ def is_drift_output(folder: Path) -> bool:
     return isinstance(doc, dict) and doc.get("schema") == SCHEMA
 
 
-def check_out(out: Path) -> None:
+def check_out(out: Path, label: str = "out") -> None:
     """Refuse (UserError) an ``out`` that drift may not replace: a file, or a non-empty folder that is
     not a previous drift output (:func:`is_drift_output`). Nothing is written."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise UserError(f"out {out} exists and is not a folder")
+        raise UserError(f"{label} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not is_drift_output(out):
-        raise UserError(f"out {out} exists and is not a drift output folder (metrics.json with schema "
+        raise UserError(f"{label} {out} exists and is not a drift output folder (metrics.json with schema "
                         f"{SCHEMA} and only drift's files); choose a new or empty folder")
 
 

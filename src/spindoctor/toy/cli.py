@@ -1,4 +1,9 @@
-"""``spindoctor toy rotation``: the appendix's gauge argument, in numbers and a figure."""
+"""``spindoctor toy rotation``: the appendix's gauge argument, in numbers and a figure.
+
+Options default to None and :class:`~spindoctor.toy.run.ToyConfig` fills them
+(the one source of defaults); a bad value is one line naming its flag, exit 2,
+nothing written.
+"""
 
 from __future__ import annotations
 
@@ -8,35 +13,37 @@ from typing import Annotated
 
 import typer
 
+from spindoctor.errors import UserError
+from spindoctor.toy.run import ToyConfig, run_toy
+
+__all__ = ["app", "rotation", "run_toy"]  # run_toy: the library function, re-exported for older callers
+
 app = typer.Typer(help="Small demonstrations of the study's arguments.", no_args_is_help=True)
-
-
-def run_toy(out: Path, seed: int = 0, shift: float = 0.05) -> dict:
-    """Run both parts of the toy, write toy.json and toy.png into ``out``, return the numbers."""
-    from spindoctor.io import atomic_path, atomic_write_json
-    from spindoctor.toy.figure import plot_toy
-    from spindoctor.toy.rotation import gauge_identity, train_two_factor
-
-    result = train_two_factor(shift=shift, seed=seed)
-    numbers = {"gauge_identity": gauge_identity(seed=seed), "fine_tune": result.summary(),
-               "angles_A_deg": result.angles_A_deg.round(3).tolist(),
-               "sv_rel_change_A": result.sv_rel_change_A.tolist()}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "toy.json", numbers)
-    with atomic_path(out / "toy.png") as tmp:
-        plot_toy(result, tmp)
-    return numbers
+_DEFAULTS = ToyConfig()
 
 
 @app.command()
 def rotation(
     out: Annotated[Path, typer.Option(help="Folder for toy.json and toy.png.")] = Path("runs/toy"),
-    seed: int = 0,
-    shift: Annotated[float, typer.Option(help="Relative size of the fine-tuning task change.")] = 0.05,
+    seed: Annotated[int | None, typer.Option(help=f"Random seed, >= 0 (default: {_DEFAULTS.seed}).")] = None,
+    shift: Annotated[float | None, typer.Option(
+        help=f"Relative size of the fine-tuning task change, in [0, 1] (default: {_DEFAULTS.shift}).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show that (A R)(R^T B) = A B, and that fine-tuning rotates vectors more than it moves values."""
-    numbers = run_toy(out, seed, shift)
+    from pydantic import ValidationError
+
+    from spindoctor.errors import first_error
+    from spindoctor.toy.run import check_out
+
+    given = {k: v for k, v in {"seed": seed, "shift": shift}.items() if v is not None}
+    try:
+        cfg = ToyConfig(**given)
+    except ValidationError as exc:
+        where, msg = first_error(exc)
+        raise UserError(f"--{where} {given.get(where)!r}: {msg}") from None
+    check_out(out, label="--out")
+    numbers = run_toy(out, cfg)
     if as_json:
         typer.echo(json.dumps({k: numbers[k] for k in ("gauge_identity", "fine_tune")}))
         return

@@ -1,7 +1,7 @@
 """The rotation toy: why singular vectors can move while the function and spectrum stay put.
 
-The appendix argument of the SFT-vs-RL spectral study (spec/findings.md, item
-6): for a product of matrices W = A B and any orthogonal R, (A R)(R^T B) = A B
+The appendix argument of the SFT-vs-RL spectral study (Jin et al.,
+arXiv:2508.16546, appendix; docs/design.md, "Rotation toy"): for a product of matrices W = A B and any orthogonal R, (A R)(R^T B) = A B
 exactly, the singular values of A R equal those of A, yet the right singular
 vectors of A R are those of A rotated by R^T. Rotations between factors are
 free moves for an optimiser: they change no output.
