@@ -6,7 +6,7 @@ solutions, each phase in a fresh process with the same threads:
 
 - full: one forward pass per ``batch`` sequences returning logits at every position,
   log-softmax of all of them (what the probes did before ``logits_to_keep``);
-- kept: :func:`spindoctor.probes.generate.teacher_forced_nll` (logits only where a
+- kept: :func:`spindoctor.models.generate.teacher_forced_nll` (logits only where a
   token is scored, at most ``ProbeConfig().loss_max_logits`` per pass).
 
 Reports seconds and peak RSS above the loaded model for each, their ratios, and the
@@ -37,8 +37,8 @@ def peak_rss_mb() -> float:
 
 def sequences(tok, n: int) -> list[tuple[list[int], int]]:
     from spindoctor.game.formats import render_response
+    from spindoctor.models.generate import completion_token_ids
     from spindoctor.probes.core import ProbeConfig, _first_messages
-    from spindoctor.probes.generate import completion_token_ids
     from spindoctor.probes.sets import gold_formula, probe_hands
 
     cfg = ProbeConfig(fmt="paper")
@@ -72,9 +72,9 @@ def full_logits_nll(model, tok, seqs, batch: int) -> tuple[float, int]:
 
 
 def phase(name: str, n: int, batch: int) -> dict:
+    from spindoctor.models.generate import ensure_pad_token, teacher_forced_nll
+    from spindoctor.models.load import load_causal_lm
     from spindoctor.probes.core import ProbeConfig
-    from spindoctor.probes.generate import ensure_pad_token, teacher_forced_nll
-    from spindoctor.probes.load import load_causal_lm
 
     model, tok = load_causal_lm(MODEL)
     model.eval()

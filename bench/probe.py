@@ -4,7 +4,7 @@ Side by side in one run, same process, same torch threads, same prompts
 (the first N OOD and ID probe hands in the ``compact`` format), greedy,
 the same ``max_new_tokens``:
 
-* batched: :func:`spindoctor.probes.generate.generate_texts` (left padding,
+* batched: :func:`spindoctor.models.generate.generate_texts` (left padding,
   KV cache, prompts sorted by length, ``batch_size`` per call);
 * baseline: one ``model.generate`` call per prompt (KV cache on, batch 1).
 
@@ -30,10 +30,10 @@ def main() -> None:
     import torch
 
     from spindoctor.game.formats import render_prompt
+    from spindoctor.models.generate import generate_texts
+    from spindoctor.models.load import load_causal_lm
     from spindoctor.models.organism import OrganismConfig, build_model, build_tokenizer
     from spindoctor.probes import probe_hands
-    from spindoctor.probes.generate import generate_texts
-    from spindoctor.probes.load import load_causal_lm
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=256)

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from spindoctor.models.load import load_causal_lm
 from spindoctor.probes import ProbeConfig, probe_model
-from spindoctor.probes.load import load_causal_lm
 from spindoctor.restore.plan import RestorePlan, plan_matrices
 from spindoctor.restore.sweep import load_factors, patched, point_edits
 from spindoctor.spectral.tensors import Checkpoint

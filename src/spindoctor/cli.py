@@ -27,7 +27,8 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    """Attach every command group; one line per group keeps merges trivial."""
+    """Attach every package's commands: groups with ``add_typer``, single commands with
+    ``command``; one import per package's ``cli`` module keeps merges trivial."""
     from spindoctor.game.cli import app as game_app
 
     app.add_typer(game_app, name="game")
@@ -38,8 +39,10 @@ def _register() -> None:
 
     app.add_typer(cache_app, name="cache")
     from spindoctor.models.cli import app as models_app
+    from spindoctor.models.cli import organism_app
 
     app.add_typer(models_app, name="models")
+    app.add_typer(organism_app, name="organism")
     from spindoctor.toy.cli import app as toy_app
 
     app.add_typer(toy_app, name="toy")
@@ -51,12 +54,14 @@ def _register() -> None:
 
     app.command(name="study")(study)
     app.command(name="report")(report)
-    from spindoctor.training.rl_cli import rl as rl_command
+    from spindoctor.probes.cli import probe
 
-    app.command(name="rl")(rl_command)
-    from spindoctor.probes.cli import register as register_probes
+    app.command(name="probe")(probe)
+    from spindoctor.training.cli import rl, select, sft
 
-    register_probes(app)  # organism, probe, sft, select (issue 3)
+    app.command(name="sft")(sft)
+    app.command(name="select")(select)
+    app.command(name="rl")(rl)
 
 
 _register()

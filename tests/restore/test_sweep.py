@@ -21,7 +21,7 @@ def factors_of(ref, tuned):
 
 
 def test_patched_restores_parameters_bitwise_even_on_error(tiny_pair):
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
 
     ref, tuned = tiny_pair
     model, _ = load_causal_lm(tuned)
@@ -46,7 +46,7 @@ def test_patched_model_equals_the_written_checkpoint(tiny_pair, tmp_path):
     """The in-memory edit and `spindoctor restore` produce the same weights."""
     from safetensors.torch import load_file
 
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
     from spindoctor.restore.checkpoint import restore_checkpoint
 
     ref, tuned = tiny_pair

@@ -193,7 +193,7 @@ def corpus_accuracy(model, tokenizer, corpus: CorpusConfig, n: int, seed: int = 
     band, 2-4 cards; value lookups skipped): how well the base computes before SFT."""
     from spindoctor.game.formats import parse_compact_response
     from spindoctor.game.rewards import judge_formula
-    from spindoctor.probes.generate import generate_texts
+    from spindoctor.models.generate import generate_texts
 
     rng = random.Random(f"organism-eval|{seed}")
     pairs = [p for p in sample_batch(corpus, rng, 2 * n) if "=" in p[0]][:n]

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from spindoctor.game.deal import DEFAULT_SALT, SPLITS, Hand
 from spindoctor.game.episodes import feedback_text, judge_response
 from spindoctor.game.formats import FormatName, parse_response, render_prompt, render_response
-from spindoctor.probes.generate import (
+from spindoctor.models.generate import (
     Done,
     completion_token_ids,
     generate_texts,

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from spindoctor.io import read_jsonl
+from spindoctor.models.checkpoints import METRICS_FILE, SELECTION_FILE
 
 # spec/findings.md, "Published numbers (Figure 1)"; accuracies in percent.
 PUBLISHED = [
@@ -60,9 +61,9 @@ def load_run(run: str | Path) -> dict:
     """Everything the report needs, read from the run directory; missing stages give empty parts."""
     run = Path(run)
     markers = {p.stem: json.loads(p.read_text()) for p in sorted((run / ".stages").glob("*.json"))}
-    selection = _json(run / "sft" / "selection.json")
-    sft = probe_points(run / "sft" / "metrics.jsonl")
-    rl = {d.name: probe_points(d / "metrics.jsonl") for d in sorted((run / "rl").glob("*")) if d.is_dir()}
+    selection = _json(run / "sft" / SELECTION_FILE)
+    sft = probe_points(run / "sft" / METRICS_FILE)
+    rl = {d.name: probe_points(d / METRICS_FILE) for d in sorted((run / "rl").glob("*")) if d.is_dir()}
     drift = {}
     for d in sorted((run / "drift").glob("*__*")):
         metrics = _json(d / "metrics.json")

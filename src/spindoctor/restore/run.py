@@ -77,8 +77,8 @@ def _row(label: str, results: dict, baseline: dict | None, **extra) -> dict:
 
 def _probe_once(path: str, probe: ProbeConfig, memo: dict | None, model=None, tok=None, device: str = "cpu") -> dict:
     """Probe results of checkpoint ``path``, reused from ``memo`` when the same probe ran before."""
+    from spindoctor.models.load import load_causal_lm
     from spindoctor.probes import probe_model
-    from spindoctor.probes.load import load_causal_lm
 
     key = (str(Path(path).resolve()), probe.model_dump_json())
     if memo is not None and key in memo:
@@ -98,8 +98,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True, baseline
     reference and tuned models' probe results are computed once per checkpoint
     and probe config.
     """
+    from spindoctor.models.load import load_causal_lm
     from spindoctor.probes import probe_model
-    from spindoctor.probes.load import load_causal_lm
     from spindoctor.restore.figures import plot_sweep
     from spindoctor.spectral.tensors import Checkpoint
 

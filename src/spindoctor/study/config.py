@@ -160,7 +160,7 @@ def sft_config(cfg: StudyConfig, base: str | Path, out: str | Path):
 def rl_config(cfg: StudyConfig, start: str | Path | None = None):
     """The PPOConfig / GRPORunConfig of this study; with ``start``, the train/probe
     partition of the SFT run holding that checkpoint is inherited (no probe hand leaks into RL)."""
-    from spindoctor.training.rl_cli import Algo, Preset, build_config, inherit_sft_probes
+    from spindoctor.training.rl_config import Algo, Preset, build_config, inherit_sft_probes
 
     overrides = {"seed": cfg.seed, **cfg.rl.overrides}
     overrides["probe"] = deep_merge(cfg.probe, overrides.get("probe", {}))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from spindoctor.errors import UserError
 from spindoctor.io import atomic_write_json
+from spindoctor.models.checkpoints import SELECTION_FILE, checkpoint_path, last_checkpoint
 from spindoctor.study.config import StudyConfig, deep_merge, rl_config, sft_config
 
 
@@ -44,19 +45,18 @@ class Context:
         return self.run / "base"
 
     def selection(self) -> dict:
-        path = self.run / "sft" / "selection.json"
+        path = self.run / "sft" / SELECTION_FILE
         if not path.exists():
             raise UserError(f"{path} is missing: run the select stage first")
         return json.loads(path.read_text())
 
     def sft_checkpoint(self, label: str) -> Path:
         entry = self.selection()[label]
-        return Path(entry.get("path") or self.run / "sft" / f"checkpoint-{entry['step']}")
+        return Path(entry.get("path") or checkpoint_path(self.run / "sft", entry["step"]))
 
     def rl_final(self, label: str) -> Path | None:
         """The last RL checkpoint started from ``label`` (None when that run does not exist)."""
-        ckpts = sorted((self.run / "rl" / label).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        return ckpts[-1] if ckpts else None
+        return last_checkpoint(self.run / "rl" / label)
 
 
 def stage_base(ctx: Context) -> dict:

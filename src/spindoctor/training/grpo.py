@@ -5,8 +5,8 @@ The group-relative alternative to :mod:`spindoctor.training.ppo`: no critic,
 group (Shao et al. 2024). TRL owns generation, loss and the optimiser; this
 file only builds the dataset (training-partition ID hands), the config and a
 callback that probes ID/OOD and logs rollout statistics into the run
-directory shared with PPO (``config.yaml``, ``metrics.jsonl``, ``train.jsonl``,
-``checkpoint-<step>/`` in safetensors, ``done.json``). Single-turn episodes:
+folder shared with PPO (``config.yaml``, ``metrics.jsonl``, ``train.jsonl``,
+checkpoint folders in safetensors, ``done.json``; docs/design.md, "Run folder"). Single-turn episodes:
 TRL's reward functions score one completion.
 """
 
@@ -22,6 +22,13 @@ from spindoctor.game.adapters import trl_reward
 from spindoctor.game.deal import DEFAULT_PROBE_FRACTION, deal_hands
 from spindoctor.game.formats import render_prompt
 from spindoctor.io import append_jsonl, atomic_write_json, read_jsonl
+from spindoctor.models.checkpoints import (
+    DONE_FILE,
+    TRAIN_LOG_FILE,
+    check_checkpoint,
+    checkpoint_path,
+    last_checkpoint_step,
+)
 from spindoctor.training import rl_common as common
 
 
@@ -119,7 +126,7 @@ def probe_callback(cfg: GRPORunConfig, probe_cfg: dict, tokenizer, out: Path, st
             if state.is_world_process_zero and logs and "reward" in logs:
                 row = {"stage": "rl", "algo": "grpo", "step": state.global_step,
                        "reward_mean": logs["reward"], **logs}
-                append_jsonl(out / "train.jsonl", row)
+                append_jsonl(out / TRAIN_LOG_FILE, row)
 
     return ProbeCallback()
 
@@ -135,7 +142,7 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
 
     state = PartialState()
     out = Path(out)
-    common.check_checkpoint(start)
+    check_checkpoint(start)
     probe_cfg = common.probe_settings(cfg.fmt, cfg.probe)
     world = state.num_processes
     if (cfg.prompts_per_step * cfg.num_generations) % world:
@@ -146,8 +153,8 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
     if state.is_main_process:
         common.prepare_run_dir(out, {**cfg.model_dump(), "algo": "grpo", "start": str(start)}, resume)
     state.wait_for_everyone()
-    done_step = common.last_checkpoint_step(out)
-    if (out / "done.json").exists() and done_step >= cfg.steps:
+    done_step = last_checkpoint_step(out)
+    if (out / DONE_FILE).exists() and done_step >= cfg.steps:
         return {"out": str(out), "step": done_step, "skipped": True}
     policy, tokenizer = common.load_policy(start, cfg.trust_remote_code)
     tokenizer.padding_side = "left"
@@ -156,10 +163,10 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
         train_dataset=build_dataset(cfg, tokenizer, cfg.steps * cfg.prompts_per_step),
         processing_class=tokenizer, callbacks=[probe_callback(cfg, probe_cfg, tokenizer, out, Path(start)), *(callbacks or [])],
     )
-    resume_from = str(out / f"checkpoint-{done_step}") if done_step else None
+    resume_from = str(checkpoint_path(out, done_step)) if done_step else None
     result = trainer.train(resume_from_checkpoint=resume_from)
-    last = read_jsonl(out / "train.jsonl")[-1] if (out / "train.jsonl").exists() else {}
+    last = read_jsonl(out / TRAIN_LOG_FILE)[-1] if (out / TRAIN_LOG_FILE).exists() else {}
     if state.is_main_process:
-        atomic_write_json(out / "done.json", {"step": cfg.steps, "train_loss": result.training_loss})
+        atomic_write_json(out / DONE_FILE, {"step": cfg.steps, "train_loss": result.training_loss})
     state.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last}

@@ -35,6 +35,15 @@ from spindoctor.game.deal import Hand, deal_hands
 from spindoctor.game.episodes import feedback_text, judge_response
 from spindoctor.game.formats import render_prompt
 from spindoctor.io import atomic_write_json
+from spindoctor.models.checkpoints import (
+    DONE_FILE,
+    check_checkpoint,
+    checkpoint_path,
+    last_checkpoint_step,
+    load_optimizer,
+    save_optimizer,
+    writing_checkpoint,
+)
 from spindoctor.training import rl_common as common
 from spindoctor.training.ppo_config import PPOConfig
 from spindoctor.training.rl_math import (
@@ -282,13 +291,13 @@ def save_checkpoint(accelerator, model, optimizer, tokenizer, out: Path, step: i
 
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        tmp, final = common.atomic_checkpoint_dir(out, step)
-        unwrapped.policy.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        save_file({k: v.contiguous() for k, v in unwrapped.value_head.state_dict().items()}, str(tmp / "value_head.safetensors"))
-        common.save_optimizer(optimizer, tmp)
-        atomic_write_json(tmp / "trainer_state.json", {"step": step, "opt_step": opt_step})
-        common.finish_checkpoint(tmp, final)
+        with writing_checkpoint(out, step) as tmp:
+            unwrapped.policy.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            value_head = {k: v.contiguous() for k, v in unwrapped.value_head.state_dict().items()}
+            save_file(value_head, str(tmp / "value_head.safetensors"))
+            save_optimizer(optimizer, tmp)
+            atomic_write_json(tmp / "trainer_state.json", {"step": step, "opt_step": opt_step})
     accelerator.wait_for_everyone()
 
 
@@ -299,7 +308,7 @@ def load_checkpoint(model: PolicyAndValue, optimizer, folder: Path) -> int:
     from safetensors.torch import load_file
 
     model.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors")))
-    common.load_optimizer(optimizer, folder)
+    load_optimizer(optimizer, folder)
     return int(json.loads((folder / "trainer_state.json").read_text())["opt_step"])
 
 
@@ -330,15 +339,15 @@ def setup(cfg: PPOConfig, start: str | Path, out: Path, resume: bool) -> Setup |
             f"--episodes-per-step {cfg.episodes_per_step} must be a multiple of the {world} processes and give each "
             f"at least minibatches x grad_accum_steps = {cfg.minibatches * cfg.grad_accum_steps} episodes"
         )
-    common.check_checkpoint(start)
+    check_checkpoint(start)
     probe_cfg = common.probe_settings(cfg.fmt, cfg.probe)
     if accelerator.is_main_process:
         common.prepare_run_dir(out, {**cfg.model_dump(), "start": str(start)}, resume)
     accelerator.wait_for_everyone()
-    done_step = common.last_checkpoint_step(out)
-    if (out / "done.json").exists() and done_step >= cfg.steps:
+    done_step = last_checkpoint_step(out)
+    if (out / DONE_FILE).exists() and done_step >= cfg.steps:
         return None
-    policy, tokenizer = common.load_policy(out / f"checkpoint-{done_step}" if done_step else start, cfg.trust_remote_code)
+    policy, tokenizer = common.load_policy(checkpoint_path(out, done_step) if done_step else start, cfg.trust_remote_code)
     torch.manual_seed(cfg.seed)
     model = PolicyAndValue(policy)
     ref = None
@@ -346,7 +355,7 @@ def setup(cfg: PPOConfig, start: str | Path, out: Path, resume: bool) -> Setup |
         ref = PolicyAndValue(common.load_policy(start, cfg.trust_remote_code)[0]).eval().requires_grad_(False)
         ref.to(accelerator.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    opt_step = load_checkpoint(model, optimizer, out / f"checkpoint-{done_step}") if done_step else 0
+    opt_step = load_checkpoint(model, optimizer, checkpoint_path(out, done_step)) if done_step else 0
     model, optimizer = accelerator.prepare(model, optimizer)
     return Setup(accelerator, model, optimizer, tokenizer, ref, done_step, opt_step, probe_cfg)
 
@@ -359,7 +368,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
     out = Path(out)
     run = setup(cfg, start, out, resume)
     if run is None:
-        return {"out": str(out), "step": common.last_checkpoint_step(out), "skipped": True}
+        return {"out": str(out), "step": last_checkpoint_step(out), "skipped": True}
     acc, model, tokenizer = run.accelerator, run.model, run.tokenizer
     reward_fn = reward_fn or game_reward(cfg.fmt)
     n_local, opt_step = cfg.episodes_per_step // acc.num_processes, run.opt_step
@@ -390,6 +399,6 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
                 save_checkpoint(acc, model, run.optimizer, tokenizer, out, step, opt_step)
     spread = common.replica_spread(acc, model)
     if acc.is_main_process:
-        atomic_write_json(out / "done.json", {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
+        atomic_write_json(out / DONE_FILE, {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
     acc.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last, "replica_max_abs_diff": spread}

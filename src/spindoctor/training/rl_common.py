@@ -1,17 +1,17 @@
-"""What PPO and GRPO share: safe loading, prompt rendering, the run directory, probes.
+"""What PPO and GRPO share: safe loading, prompt rendering, the run folder, probes.
 
-Run directory (DESIGN.md, "The run directory"): ``config.yaml`` (resolved,
-written first), ``metrics.jsonl`` (one row per probe and split, from
+Run folder (docs/design.md, "Run folder"; names in
+:mod:`spindoctor.models.checkpoints`): ``config.yaml`` (resolved, written
+first), ``metrics.jsonl`` (one row per probe and split, from
 ``spindoctor.probes.metrics_row``), ``train.jsonl`` (one row of rollout and
-loss statistics per step), ``checkpoint-<step>/`` (HF safetensors, written to
-a temporary folder and renamed) and ``done.json`` when the run finished.
+loss statistics per step), one checkpoint folder per probe step (HF
+safetensors, written atomically) and ``done.json`` when the run finished.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,40 +21,36 @@ from spindoctor.errors import UserError, first_error
 from spindoctor.game.formats import FormatName
 from spindoctor.io import (
     append_jsonl,
-    atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
     read_jsonl,
 )
+from spindoctor.models.checkpoints import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    PROBE_FILE,
+    TRAIN_LOG_FILE,
+    last_checkpoint_step,
+    remove_partial_checkpoints,
+)
 from spindoctor.training.rl_math import prefix_token_weights
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _PAPER_FORMULA_KEY = re.compile(r"""["']formula["']""")
 
 
 def load_policy(path: str | Path, trust_remote_code: bool = False):
     """An HF causal LM and its tokenizer from a local folder (safetensors only), left padding."""
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
 
-    model, tokenizer = load_causal_lm(check_checkpoint(path), trust_remote_code)
+    model, tokenizer = load_causal_lm(path, trust_remote_code)
     tokenizer.padding_side = "left"
     return model, tokenizer
-
-
-def check_checkpoint(path: str | Path) -> Path:
-    """Raise :class:`UserError` unless ``path`` is a folder holding safetensors weights."""
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"checkpoint folder not found: {path}")
-    if not any(path.glob("*.safetensors")):
-        raise UserError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
-    return path
 
 
 def render_state(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     """The text a policy continues after ``messages``; the probes' rendering, so that RL
     trains on exactly the text the probes measure (chat template, or plain turns)."""
-    from spindoctor.probes.generate import render_chat
+    from spindoctor.models.generate import render_chat
 
     return render_chat(tokenizer, messages)
 
@@ -134,7 +130,7 @@ def prepare_run_dir(out: Path, config: dict, resume: bool) -> int:
     resumed run rewrites them.
     """
     out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "config.yaml"
+    cfg_path = out / CONFIG_FILE
     if cfg_path.exists():
         if not resume:
             raise UserError(f"{out} already holds a run; pass --resume or choose another --out")
@@ -144,34 +140,12 @@ def prepare_run_dir(out: Path, config: dict, resume: bool) -> int:
             raise UserError(f"{out} was started with a different config (fields {', '.join(diff)})")
     atomic_write_text(cfg_path, yaml.safe_dump(config, sort_keys=False))
     step = last_checkpoint_step(out)
-    for name in ("metrics.jsonl", "train.jsonl"):
+    for name in (METRICS_FILE, TRAIN_LOG_FILE):
         path = out / name
         if path.exists():
             atomic_write_jsonl(path, [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step])
-    for stale in out.glob(".checkpoint-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_partial_checkpoints(out)
     return step
-
-
-def last_checkpoint_step(out: Path) -> int:
-    """The highest ``checkpoint-<step>`` under ``out`` (0 when there is none)."""
-    steps = [int(m.group(1)) for p in out.glob("checkpoint-*") if (m := CHECKPOINT_RE.match(p.name))]
-    return max(steps, default=0)
-
-
-def atomic_checkpoint_dir(out: Path, step: int) -> tuple[Path, Path]:
-    """A temporary folder to fill and the final ``checkpoint-<step>`` to rename it to."""
-    tmp = out / f".checkpoint-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp, out / f"checkpoint-{step}"
-
-
-def finish_checkpoint(tmp: Path, final: Path) -> None:
-    """Rename a filled temporary checkpoint folder onto its final name."""
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
 
 
 # ---------------------------------------------------------------- probes
@@ -209,7 +183,7 @@ def run_probes(model: Any, tokenizer: Any, probe_cfg: dict, stage: str, step: in
     for split in ("id", "ood"):
         if split in results:
             row = metrics_row(stage, step, results[split])
-            append_jsonl(out / "metrics.jsonl", row)
+            append_jsonl(out / METRICS_FILE, row)
             rows.append(row)
     return rows
 
@@ -225,7 +199,7 @@ def reusable_probe_rows(start: str | Path, probe_cfg: dict, model_dtype: str) ->
     """
     from spindoctor.probes import ProbeConfig
 
-    path = Path(start) / "probe.json"
+    path = Path(start) / PROBE_FILE
     if not path.is_file():
         return None
     try:
@@ -246,39 +220,10 @@ def probe_start(model: Any, tokenizer: Any, probe_cfg: dict, start: str | Path, 
     saved = reusable_probe_rows(start, probe_cfg, str(next(model.parameters()).dtype))
     if saved is None:
         return run_probes(model, tokenizer, probe_cfg, "rl", 0, out)
-    rows = [{**row, "stage": "rl", "step": 0, "reused_from": str(Path(start) / "probe.json")} for row in saved]
+    rows = [{**row, "stage": "rl", "step": 0, "reused_from": str(Path(start) / PROBE_FILE)} for row in saved]
     for row in rows:
-        append_jsonl(out / "metrics.jsonl", row)
+        append_jsonl(out / METRICS_FILE, row)
     return rows
-
-
-# ---------------------------------------------------------------- optimiser state (no pickle)
-def save_optimizer(optimizer: Any, folder: Path) -> None:
-    """Write an optimiser's state as ``optimizer.safetensors`` + ``optimizer.json``."""
-    import torch
-    from safetensors.torch import save_file
-
-    state = optimizer.state_dict()
-    tensors = {}
-    for pid, slots in state["state"].items():
-        for name, value in slots.items():
-            tensor = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"{pid}.{name}"] = tensor.detach().contiguous().cpu()
-    save_file(tensors, str(folder / "optimizer.safetensors"))
-    atomic_write_json(folder / "optimizer.json", {"param_groups": state["param_groups"]})
-
-
-def load_optimizer(optimizer: Any, folder: Path) -> None:
-    """Inverse of :func:`save_optimizer`."""
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(folder / "optimizer.safetensors"))
-    state: dict[int, dict] = {}
-    for key, tensor in tensors.items():
-        pid, _, name = key.partition(".")
-        state.setdefault(int(pid), {})[name] = tensor
-    groups = json.loads((folder / "optimizer.json").read_text())["param_groups"]
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
 # ---------------------------------------------------------------- logging
@@ -299,5 +244,5 @@ def log_step(accelerator, out: Path, step: int, transitions, success, stats: dic
         "samples_per_s": round(n_samples / seconds, 3),
     }
     if accelerator.is_main_process:
-        append_jsonl(out / "train.jsonl", row)
+        append_jsonl(out / TRAIN_LOG_FILE, row)
     return row

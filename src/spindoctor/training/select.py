@@ -1,8 +1,25 @@
 """Choose SFT checkpoints: the robust OOD peak, the end, and one in the middle (playbook step 2).
 
-The rule (stated in every selection.json):
+:data:`RULE` states the rule; it is written verbatim into every
+``selection.json`` (docs/design.md, "Checkpoint selection"). The selection
+functions are pure (lists in, dicts out); :func:`select_run` reads a run
+folder's ``metrics.jsonl`` and :func:`read_selection` reads a ``selection.json``
+back (for RL and the study).
+"""
 
-1. **Smoothing.** At each probe point i, pool the OOD successes of the
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from spindoctor.errors import UserError
+from spindoctor.io import atomic_write_json, read_jsonl
+from spindoctor.models.checkpoints import METRICS_FILE, SELECTION_FILE, checkpoint_path
+
+Z95 = 1.959963984540054
+
+RULE = """1. **Smoothing.** At each probe point i, pool the OOD successes of the
    centred window of ``window`` probe points (edges use the neighbours that
    exist): p~_i = sum_j k_j / sum_j n_j (a trials-weighted mean). The same
    probe hands are answered at neighbouring steps, so the pooled counts are
@@ -15,20 +32,7 @@ The rule (stated in every selection.json):
    with SE = sqrt(se_a^2 + se_b^2) of the pooled proportions. "peak then
    decline" when both are >= ``z`` (2 by default), "decline" when only the
    decline is, "rise" when only the rise is, else "flat" (no difference of z SE).
-5. **Middle.** The probe step nearest to halfway between the peak and the end.
-
-These functions are pure (lists in, dicts out); the CLI reads metrics.jsonl.
-"""
-
-from __future__ import annotations
-
-import math
-from pathlib import Path
-
-from spindoctor.errors import UserError
-from spindoctor.io import atomic_write_json, read_jsonl
-
-Z95 = 1.959963984540054
+5. **Middle.** The probe step nearest to halfway between the peak and the end."""
 
 
 def wilson_interval(k: float, n: float, z: float = Z95) -> tuple[float, float]:
@@ -90,7 +94,7 @@ def _z_diff(ka: float, na: float, kb: float, nb: float) -> float:
 
 
 def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0) -> dict:
-    """Apply the module's rule to a curve of probe points.
+    """Apply :data:`RULE` to a curve of probe points.
 
     Parameters
     ----------
@@ -140,7 +144,7 @@ def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0) -> dic
                    f"({smooth[ip]:.3f}); {shape}: {rise:.1f} SE above the first probe, "
                    f"{decline:.1f} SE above the last")
     return {
-        "rule": __doc__.split("The rule (stated in every selection.json):")[1].split("These functions")[0].strip(),
+        "rule": RULE,
         "window": window, "z": z, "shape": shape, "rise_z": rise, "decline_z": decline,
         "peak": entry(ip, peak_reason),
         "end": entry(last, "last probe step of the run"),
@@ -158,15 +162,60 @@ def curve_from_metrics(rows: list[dict], stage: str = "sft") -> list[dict]:
 def select_run(run_dir: str | Path, window: int = 3, z: float = 2.0) -> dict:
     """Read ``run_dir/metrics.jsonl``, select, write ``selection.json`` atomically; return it."""
     run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run_dir / METRICS_FILE
     if not metrics.exists():
-        raise UserError(f"no metrics.jsonl in {run_dir}: not an SFT run folder")
+        raise UserError(f"no {METRICS_FILE} in {run_dir}: not an SFT run folder")
     curve = curve_from_metrics(read_jsonl(metrics))
-    curve = [p for p in curve if (run_dir / f"checkpoint-{p['step']}").is_dir()] or curve
+    curve = [p for p in curve if checkpoint_path(run_dir, p["step"]).is_dir()] or curve
     selection = select_from_curve(curve, window=window, z=z)
     for name in ("peak", "end", "middle"):
-        path = run_dir / f"checkpoint-{selection[name]['step']}"
+        path = checkpoint_path(run_dir, selection[name]["step"])
         selection[name]["path"] = str(path) if path.is_dir() else None
     selection["curve"] = curve
-    atomic_write_json(run_dir / "selection.json", selection)
+    atomic_write_json(run_dir / SELECTION_FILE, selection)
     return selection
+
+
+def read_selection(path: Path) -> list[tuple[str, Path]]:
+    """(label, checkpoint folder) pairs from an SFT ``selection.json``, in file order.
+
+    Reads the shape :func:`select_run` writes (``{"peak": {"step", "path", ...},
+    "end": {...}, "middle": {...}, "rule": ..., ...}``) and a plain
+    ``{"checkpoints": [{"label", "path" or "step"}, ...]}`` list; see
+    :func:`_checkpoint_folder` for how a path or step is found. Labels naming the
+    same checkpoint run once (first label).
+    """
+    if not path.is_file():
+        raise UserError(f"selection file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a selection (expected a JSON object)")
+    if isinstance(data.get("checkpoints"), list):
+        items = [(str(e.get("label")), e) for e in data["checkpoints"] if isinstance(e, dict)]
+    else:
+        items = [(k, v) for k, v in data.items() if isinstance(v, dict) and ("step" in v or "path" in v)]
+    out: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+    for label, entry in items:
+        folder = _checkpoint_folder(path, entry.get("path"), entry.get("step"))
+        if folder is None:
+            continue
+        if folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            out.append((label, folder))
+    if not out:
+        raise UserError(f"{path} names no checkpoints (expected peak/end/middle entries with a step or path)")
+    return out
+
+
+def _checkpoint_folder(selection: Path, where: str | None, step: int | None) -> Path | None:
+    """The first existing of: ``where`` as written (absolute or relative to the working
+    folder, as :func:`select_run` writes it), ``where`` beside the selection file, the
+    checkpoint of ``step`` beside it; else the first of them."""
+    candidates = [Path(where), selection.parent / where] if where else []
+    if step is not None:
+        candidates.append(checkpoint_path(selection.parent, step))
+    return next((c for c in candidates if c.is_dir()), candidates[0] if candidates else None)

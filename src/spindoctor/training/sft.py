@@ -3,11 +3,12 @@
 Top to bottom: resolve the config (preset + overrides) and write
 ``config.yaml`` -> load the base (safetensors only) -> build the SFT data
 (ID-rule hands of the *train* partition, one seeded gold solution per example;
-spec/findings.md "Reference training settings") -> TRL ``SFTTrainer`` with a
+docs/design.md, "Training settings") -> TRL ``SFTTrainer`` with a
 completion-only loss -> a probe callback that, at every probe step (dense
-early), probes ID and OOD, appends the rows to ``metrics.jsonl`` and saves
-``checkpoint-<step>/`` (safetensors, probe numbers in the file metadata and in
-``probe.json``) -> ``train.jsonl`` (trainer log) and ``done.json``.
+early), probes ID and OOD, appends the rows to ``metrics.jsonl`` and saves the
+step's checkpoint folder (:mod:`spindoctor.models.checkpoints`; safetensors,
+probe numbers in the file metadata and in ``probe.json``) -> ``train.jsonl``
+(trainer log) and ``done.json``.
 
 The trainer's own checkpointing is off (``save_strategy="no"``): it would
 pickle optimizer state; ours are weights-only safetensors, written to a
@@ -30,6 +31,16 @@ from spindoctor.errors import UserError
 from spindoctor.game.deal import DEFAULT_SALT
 from spindoctor.game.formats import FormatName, render_prompt, render_response
 from spindoctor.io import append_jsonl, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from spindoctor.models.checkpoints import (
+    CONFIG_FILE,
+    DONE_FILE,
+    METRICS_FILE,
+    PROBE_FILE,
+    TRAIN_LOG_FILE,
+    checkpoint_path,
+    has_checkpoints,
+    writing_checkpoint,
+)
 from spindoctor.probes.core import ProbeConfig, metrics_row
 from spindoctor.probes.sets import (
     DEFAULT_PROBE_FRACTION,
@@ -80,15 +91,17 @@ class SFTRunConfig(BaseModel):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # prototype facts (issue 3): lr 5e-4, batch 32, 400 steps on the organism
+    # measured on the organism prototype: lr 5e-4, batch 32, 400 steps
     "organism": {"fmt": "compact", "lr": 5e-4, "batch_size": 32, "steps": 400, "max_length": 128},
     # small real chat models with the reference prompt (paper format)
     "chat": {"fmt": "paper", "lr": 1e-5, "batch_size": 16, "steps": 200, "max_length": 1024},
 }
 
 
-def resolve_config(preset: str, **overrides: Any) -> SFTRunConfig:
-    """Preset values, then every override that is not None; probe format and partition follow."""
+def resolve_config(preset: str | None = None, **overrides: Any) -> SFTRunConfig:
+    """Preset values (None: :class:`SFTRunConfig`'s default preset), then every override that
+    is not None; probe format and partition follow."""
+    preset = preset or SFTRunConfig.model_fields["preset"].default
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     values = {**PRESETS[preset], "preset": preset}
@@ -134,29 +147,25 @@ def build_dataset_rows(cfg: SFTRunConfig, conversational: bool) -> list[dict]:
 def save_checkpoint(
     model: Any, tokenizer: Any, out: Path, step: int, probe_rows: list[dict], probe_config: dict | None = None
 ) -> Path:
-    """Write ``checkpoint-<step>`` atomically: weights (safetensors, probe rows in the
+    """Write the checkpoint of ``step`` atomically: weights (safetensors, probe rows in the
     file metadata under ``spindoctor_probe``), tokenizer and ``probe.json`` (the rows and
     the resolved ``ProbeConfig`` that made them, so RL from this checkpoint can reuse
     them as its step 0: :func:`spindoctor.training.rl_common.reusable_probe_rows`)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    tmp, final = out / f".checkpoint-{step}.tmp", out / f"checkpoint-{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    for path in tmp.glob("*.safetensors"):
-        with safe_open(str(path), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        meta["spindoctor_probe"] = json.dumps(probe_rows)
-        save_file(tensors, str(path), metadata=meta)
-    atomic_write_json(tmp / "probe.json", {"step": step, "rows": probe_rows, "probe_config": probe_config,
-                                           "model_dtype": str(next(model.parameters()).dtype)})
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return final
+    with writing_checkpoint(out, step) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for path in tmp.glob("*.safetensors"):
+            with safe_open(str(path), framework="pt") as fh:
+                meta = dict(fh.metadata() or {})
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            meta["spindoctor_probe"] = json.dumps(probe_rows)
+            save_file(tensors, str(path), metadata=meta)
+        atomic_write_json(tmp / PROBE_FILE, {"step": step, "rows": probe_rows, "probe_config": probe_config,
+                                             "model_dtype": str(next(model.parameters()).dtype)})
+    return checkpoint_path(out, step)
 
 
 def make_probe_callback(cfg: SFTRunConfig, tokenizer: Any, out: Path, say: Any = print):
@@ -178,7 +187,7 @@ def make_probe_callback(cfg: SFTRunConfig, tokenizer: Any, out: Path, say: Any =
             results = probe_model(model, tokenizer, cfg.probe)
             rows = [metrics_row("sft", step, results[s]) for s in cfg.probe.splits]
             for row in rows:
-                append_jsonl(out / "metrics.jsonl", row)
+                append_jsonl(out / METRICS_FILE, row)
             save_checkpoint(model, tokenizer, out, step, rows, cfg.probe.model_dump(mode="json"))
             say(f"step {step:>4}  " + "  ".join(
                 f"{r['split']} acc {r['acc']:.3f}±{r['acc_se']:.3f} loss {r['loss']:.3f}" for r in rows))
@@ -200,13 +209,13 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
 
     out = Path(cfg.out)
-    if (out / "metrics.jsonl").exists() or any(out.glob("checkpoint-*")):
+    if (out / METRICS_FILE).exists() or has_checkpoints(out):
         raise UserError(f"{out} already holds an SFT run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     torch.set_num_threads(cfg.threads)
     model, tokenizer = load_causal_lm(cfg.base, cfg.trust_remote_code)
     conversational = bool(getattr(tokenizer, "chat_template", None)) and cfg.fmt == "paper"
@@ -229,9 +238,9 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    atomic_write_jsonl(out / "train.jsonl", [r for r in trainer.state.log_history if "loss" in r])
+    atomic_write_jsonl(out / TRAIN_LOG_FILE, [r for r in trainer.state.log_history if "loss" in r])
     shutil.rmtree(out / ".trainer", ignore_errors=True)
     summary = {"steps": cfg.steps, "seconds": seconds, "probe_steps": probe_steps(cfg),
                "examples": len(dataset)}
-    atomic_write_json(out / "done.json", summary)
+    atomic_write_json(out / DONE_FILE, summary)
     return summary

@@ -8,7 +8,7 @@ import pytest
 
 from spindoctor.cli import main
 from spindoctor.errors import UserError
-from spindoctor.training.rl_cli import read_selection
+from spindoctor.training.select import read_selection
 
 
 def test_read_selection_of_the_sft_selector(tmp_path, monkeypatch):
@@ -63,7 +63,7 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, args, message):
 
 def test_rl_inherits_the_sft_runs_probe_setup(tmp_path):
     from spindoctor.training.ppo import PPOConfig
-    from spindoctor.training.rl_cli import inherit_sft_probes
+    from spindoctor.training.rl_config import inherit_sft_probes
 
     sft = tmp_path / "sft"
     (sft / "checkpoint-50").mkdir(parents=True)

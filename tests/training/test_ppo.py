@@ -162,8 +162,8 @@ def test_step_zero_reuses_the_start_checkpoints_probe_rows_only_when_configs_mat
     with the same resolved ProbeConfig, and then they equal what a fresh probe measures."""
     import json
 
+    from spindoctor.models.load import load_causal_lm
     from spindoctor.probes import ProbeConfig, metrics_row, probe_model
-    from spindoctor.probes.load import load_causal_lm
 
     start = tmp_path / "checkpoint-7"
     shutil.copytree(tiny_ckpt, start)

@@ -31,8 +31,8 @@ def test_default_probe_sets_hold_500_hands_per_split():
 
 def test_scoring_accounts_with_a_known_answer_sheet(tiny_organism_dir, monkeypatch):
     """Half the hands answered with gold, a quarter with wrong values, a quarter with junk."""
+    from spindoctor.models.load import load_causal_lm
     from spindoctor.probes import core
-    from spindoctor.probes.load import load_causal_lm
 
     model, tok = load_causal_lm(tiny_organism_dir)
     cfg = ProbeConfig(splits=["ood"], n=40, loss=False)
@@ -61,7 +61,7 @@ def test_loss_of_uniform_model_is_log_vocab(tiny_organism_dir):
     """Zero lm_head: every next-token distribution is uniform, so the loss is ln V exactly."""
     import torch
 
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
 
     model, tok = load_causal_lm(tiny_organism_dir)
     with torch.no_grad():
@@ -76,8 +76,8 @@ def test_loss_of_uniform_model_is_log_vocab(tiny_organism_dir):
 
 
 def test_batched_left_padded_generation_matches_one_by_one(tiny_organism_dir):
-    from spindoctor.probes.generate import generate_texts
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.generate import generate_texts
+    from spindoctor.models.load import load_causal_lm
 
     model, tok = load_causal_lm(tiny_organism_dir)
     prompts = ["R10 J 5 2 2 =24:", "R11 10 A 3 =9:", "R10 K K K K =40:", "R11 A:"]
@@ -87,7 +87,7 @@ def test_batched_left_padded_generation_matches_one_by_one(tiny_organism_dir):
 
 
 def test_paper_format_with_chat_template_and_episodes(tiny_chat_dir):
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
 
     model, tok = load_causal_lm(tiny_chat_dir)
     cfg = ProbeConfig(fmt="paper", n=4, max_new_tokens=6, max_turns=2, batch_size=4)
@@ -143,7 +143,7 @@ def test_out_of_range_flags_exit_2_with_one_line(args, field, tmp_path, capsys):
 
 
 def test_progress_reports_each_phase_to_completion(tiny_chat_dir):
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
 
     model, tok = load_causal_lm(tiny_chat_dir)
     seen: dict[str, list[tuple[int, int]]] = {}

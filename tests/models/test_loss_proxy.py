@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spindoctor.probes.generate import loss_groups, teacher_forced_nll
+from spindoctor.models.generate import loss_groups, teacher_forced_nll
 
 
 @st.composite
@@ -74,7 +74,7 @@ class NoLogitsToKeep(torch.nn.Module):
     ids=["big-groups", "one-sequence-per-pass", "model-without-logits_to_keep"],
 )
 def test_loss_matches_float64_reference(tiny_organism_dir, max_logits, hide_keep):
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
 
     model, tok = load_causal_lm(tiny_organism_dir)
     model.eval()
@@ -92,7 +92,7 @@ def test_loss_matches_float64_reference(tiny_organism_dir, max_logits, hide_keep
 
 
 def test_each_pass_keeps_only_the_logits_it_scores(tiny_organism_dir):
-    from spindoctor.probes.load import load_causal_lm
+    from spindoctor.models.load import load_causal_lm
 
     model, tok = load_causal_lm(tiny_organism_dir)
     model.eval()

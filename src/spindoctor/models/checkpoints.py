@@ -1,0 +1,164 @@
+"""The run folder's checkpoint layout, in one place (docs/design.md, "Run folder").
+
+A trainer's run folder holds ``checkpoint-<step>/`` folders (Hugging Face
+safetensors checkpoints), ``metrics.jsonl`` (probe rows), ``train.jsonl``
+(trainer rows), ``config.yaml`` (the resolved config, written first) and
+``done.json`` (written last). Every other module asks this one for those
+names: the path of a step, the steps present, the last one, whether a folder
+is a checkpoint, and how to write one atomically (a unique temporary folder,
+renamed into place when whole, removed when writing fails). Optimizer state is
+stored as safetensors plus JSON, never pickled.
+
+Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from spindoctor.errors import UserError
+from spindoctor.io import atomic_write_json
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+TRAIN_LOG_FILE = "train.jsonl"
+DONE_FILE = "done.json"
+PROBE_FILE = "probe.json"
+SELECTION_FILE = "selection.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+OPTIMIZER_GROUPS_FILE = "optimizer.json"
+
+_PREFIX = "checkpoint-"
+_STEP_RE = re.compile(r"^checkpoint-(\d+)$")
+_TEMP_GLOB = f".{_PREFIX}*"
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """The folder of step ``step`` in ``run_dir`` (whether or not it exists)."""
+    return Path(run_dir) / f"{_PREFIX}{int(step)}"
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step of a checkpoint folder's name (``checkpoint-40`` -> 40), None for other names."""
+    match = _STEP_RE.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every ``checkpoint-<step>`` folder in ``run_dir``, in step order."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(step, p) for p in run_dir.iterdir() if p.is_dir() and (step := checkpoint_step(p)) is not None]
+    return sorted(found)
+
+
+def last_checkpoint_step(run_dir: str | Path) -> int:
+    """The highest checkpoint step in ``run_dir`` (0 when there is none)."""
+    return max((step for step, _ in list_checkpoints(run_dir)), default=0)
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The folder of the highest checkpoint step in ``run_dir`` (None when there is none)."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def has_checkpoints(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds any ``checkpoint-<step>`` folder."""
+    return bool(list_checkpoints(run_dir))
+
+
+def is_complete(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a whole HF checkpoint (``config.json`` and safetensors weights)."""
+    folder = Path(folder)
+    return (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
+
+
+def check_checkpoint(path: str | Path, need_config: bool = False) -> Path:
+    """``path`` as a Path; raise :class:`UserError` unless it is a folder holding safetensors
+    weights (and, with ``need_config``, a ``config.json``). Pickle checkpoints are never loaded."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"checkpoint folder not found: {path}")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
+    if need_config and not (path / "config.json").exists():
+        raise UserError(f"no config.json in {path}: not a Hugging Face checkpoint")
+    return path
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextmanager
+def writing_folder(final: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``final``; on success it replaces ``final``
+    (renamed into place), on any error it is removed and ``final`` is left as it was."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a plain mkdir's mode
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def writing_checkpoint(run_dir: str | Path, step: int) -> Iterator[Path]:
+    """:func:`writing_folder` for ``checkpoint-<step>`` of ``run_dir``."""
+    with writing_folder(checkpoint_path(run_dir, step)) as tmp:
+        yield tmp
+
+
+def remove_partial_checkpoints(run_dir: str | Path) -> None:
+    """Delete temporary checkpoint folders a killed writer left in ``run_dir``."""
+    for stale in Path(run_dir).glob(_TEMP_GLOB):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- optimizer state (no pickle)
+def save_optimizer(optimizer: Any, folder: str | Path) -> None:
+    """Write an optimizer's state as ``optimizer.safetensors`` (tensors) + ``optimizer.json`` (groups)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    state = optimizer.state_dict()
+    tensors = {}
+    for pid, slots in state["state"].items():
+        for name, value in slots.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{pid}.{name}"] = tensor.detach().contiguous().cpu()
+    save_file(tensors, str(folder / OPTIMIZER_FILE))
+    atomic_write_json(folder / OPTIMIZER_GROUPS_FILE, {"param_groups": state["param_groups"]})
+
+
+def load_optimizer(optimizer: Any, folder: str | Path) -> None:
+    """Inverse of :func:`save_optimizer`."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    tensors = load_file(str(folder / OPTIMIZER_FILE))
+    state: dict[int, dict] = {}
+    for key, tensor in tensors.items():
+        pid, _, name = key.partition(".")
+        state.setdefault(int(pid), {})[name] = tensor
+    groups = json.loads((folder / OPTIMIZER_GROUPS_FILE).read_text())["param_groups"]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
