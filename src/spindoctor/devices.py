@@ -88,3 +88,144 @@ def map_in_workers(fn, items, workers: int, threads: int):
         pool.shutdown(wait=True, cancel_futures=True)
         # OpenMP builds keep the thread count per thread; builds with one shared pool do not
         torch.set_num_threads(budget)
+
+
+# --- torch CPU threads on a shared machine -------------------------------------------------
+
+AUTO_THREADS_CAP = 2  # the old fixed default; more threads are unmeasured for the organism's small matrices
+_WAIT_POLICY = "PASSIVE"
+
+
+def quiet_openmp_waits() -> None:
+    """Make idle OpenMP threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``), unless the user set it.
+
+    libgomp (torch's CPU wheels) reads the variable once, when it loads, so this
+    must run before torch is imported. With the default policy a thread that
+    reaches a barrier first spins on its core; when the other core is taken by
+    another process, the spinning thread and the preempted one wait on each
+    other (the organism's pretraining step: 0.18 s idle, 1.2 s beside one busy
+    process in another session; PASSIVE: 0.36 s).
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", _WAIT_POLICY)
+
+
+def choose_threads(cpus: int, busy: float, cap: int = AUTO_THREADS_CAP) -> int:
+    """Threads for ``cpus`` usable CPUs of which ``busy`` CPUs' worth is taken by other processes.
+
+    The free CPUs rounded to the nearest whole one (a core busy half the time or
+    less counts as free), between 1 and ``min(cpus, cap)``. Pure: every input is
+    clamped: 0 CPUs, a NaN or infinite load or a load above ``cpus`` give 1.
+    """
+    import math
+
+    top = max(1, min(int(cpus), int(cap)))
+    if not math.isfinite(busy):  # NaN or infinite load: assume the worst
+        return 1
+    free = cpus - max(0.0, busy)
+    return max(1, min(top, int(free + 0.5)))
+
+
+def usable_cpus() -> list[int]:
+    """The CPU ids this process may run on (its affinity; every CPU where that is unknown)."""
+    import os
+
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        return list(range(os.cpu_count() or 1))
+
+
+def quota_cpus(quota: str, period: str) -> float | None:
+    """CPUs' worth of a cgroup CPU quota (``max``/``-1``, unparsable or non-positive: None, no limit)."""
+    try:
+        q, p = float(quota), float(period)
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def cpu_quota() -> float | None:
+    """CPUs' worth of time the cgroup allows (cgroup v2 ``cpu.max`` or v1 CFS quota); None: no limit."""
+    from pathlib import Path
+
+    try:
+        return quota_cpus(*Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2])
+    except (OSError, TypeError):  # no cgroup v2 file, or one field only
+        pass
+    try:
+        v1 = Path("/sys/fs/cgroup/cpu")
+        return quota_cpus((v1 / "cpu.cfs_quota_us").read_text().strip(), (v1 / "cpu.cfs_period_us").read_text().strip())
+    except OSError:
+        return None
+
+
+def cpu_ticks(proc_stat: str, cpus: list[int]) -> tuple[int, int] | None:
+    """``(busy, total)`` clock ticks summed over ``cpus`` in /proc/stat text (None: none of them listed).
+
+    Busy is user + nice + system + irq + softirq + steal (nice'd and stolen time
+    are time we cannot have); idle and iowait are free.
+    """
+    wanted = {f"cpu{i}" for i in cpus}
+    busy = total = 0
+    for line in proc_stat.splitlines():
+        name, *values = line.split() or [""]
+        if name in wanted and len(values) >= 8:
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in values[:8])
+            busy += user + nice + system + irq + softirq + steal
+            total += user + nice + system + idle + iowait + irq + softirq + steal
+    return (busy, total) if total else None
+
+
+def _read_ticks(cpus: list[int]) -> tuple[int, int] | None:
+    from pathlib import Path
+
+    try:
+        return cpu_ticks(Path("/proc/stat").read_text(), cpus)
+    except OSError:  # not Linux
+        return None
+
+
+def busy_cpus(cpus: list[int], seconds: float = 0.1) -> float | None:
+    """CPUs' worth of work other processes did on ``cpus`` over the next ``seconds`` (None: unknown).
+
+    Sampled from /proc/stat (nice'd and stolen time count as busy), minus this
+    process's own CPU time over the same window.
+    """
+    import time
+
+    before, own0, t0 = _read_ticks(cpus), time.process_time(), time.perf_counter()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after, own1, t1 = _read_ticks(cpus), time.process_time(), time.perf_counter()
+    if after is None or after[1] <= before[1]:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])  # busy share of all ticks on those CPUs
+    return max(0.0, share * len(cpus) - (own1 - own0) / max(t1 - t0, 1e-9))
+
+
+def default_threads(cap: int = AUTO_THREADS_CAP) -> int:
+    """Torch threads for a run that starts now: the usable CPUs not busy with other work, at most ``cap``."""
+    import math
+
+    cpus = usable_cpus()
+    quota = cpu_quota()
+    n = len(cpus) if quota is None else max(1, min(len(cpus), math.ceil(quota)))
+    busy = busy_cpus(cpus)
+    return choose_threads(n, 0.0 if busy is None else busy, cap)
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """``torch.set_num_threads``: ``threads`` when given (``--threads`` wins), else :func:`default_threads`."""
+    import logging
+
+    import torch
+
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    chosen = threads if threads is not None else default_threads()
+    torch.set_num_threads(chosen)
+    logging.getLogger(__name__).info("torch threads: %d (%s)", chosen, "set" if threads is not None else "auto")
+    return chosen
