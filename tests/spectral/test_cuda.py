@@ -33,6 +33,7 @@ def test_cuda_drift_matches_cpu(tmp_path, dtype, tol):
 
 
 def test_probe_runs_a_model_on_the_gpu(tmp_path):
+    from spindoctor.models.load import load_causal_lm
     from spindoctor.models.organism import (
         OrganismConfig,
         build_model,
@@ -40,7 +41,6 @@ def test_probe_runs_a_model_on_the_gpu(tmp_path):
         save_organism,
     )
     from spindoctor.probes import ProbeConfig, probe_model
-    from spindoctor.probes.load import load_causal_lm
 
     tok = build_tokenizer()
     tiny = OrganismConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
