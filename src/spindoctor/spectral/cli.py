@@ -9,6 +9,7 @@ one-line error naming its flag (exit 2) with nothing written.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -100,10 +101,12 @@ def config_from_flags(values: dict) -> DriftConfig:
         return DriftConfig(**values)
     except ValidationError as exc:
         where, msg = first_error(exc)
-        field = where.split(".")[0]
-        flag = FLAGS.get(field, "options")
-        shown = f" {values[field]!r}" if field in values and field != "k" else ""
-        raise UserError(f"{flag}{shown}: {msg.removeprefix('Value error, ')}") from None
+        msg, field = msg.removeprefix("Value error, "), where.split(".")[0]
+        if field not in FLAGS:  # a check across options: name every flag it mentions
+            raise UserError(re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m[1]], msg)) from None
+        value = values.get(field)
+        shown = f" {value!r}" if isinstance(value, str | int) and repr(value) not in msg else ""
+        raise UserError(f"{FLAGS[field]}{shown}: {msg}") from None
 
 
 def _check_paths(out: Path, cfg: DriftConfig) -> None:

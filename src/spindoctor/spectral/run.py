@@ -48,7 +48,7 @@ class DriftConfig(BaseModel):
     method: Literal["auto", "gram", "svd", "randomized"] = Field(
         "auto", description="Factorisation: auto = gram for float32, svd for float64; randomized needs rank."
     )
-    rank: int | None = Field(None, description="Top-k rank for method=randomized.")
+    rank: int | None = Field(None, ge=1, description="Top-k rank for method=randomized.")
     workers: int | None = Field(
         None, ge=1, description="Matrices worked on at once on CPU, sharing torch's thread budget "
         "(None: min(threads, 4); 1 on CUDA). Each holds one matrix pair and its factors in memory.",
@@ -90,8 +90,6 @@ class DriftConfig(BaseModel):
     def _check_rank(self) -> DriftConfig:
         if self.method == "randomized" and not self.rank:
             raise ValueError("method 'randomized' needs rank >= 1")
-        if self.rank is not None and self.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {self.rank}")
         return self
 
     @field_validator("k")
