@@ -4,7 +4,7 @@ Each stage's own config model (PretrainConfig, SFTRunConfig, PPOConfig,
 DriftConfig, SweepConfig, ProbeConfig) stays the only source of that stage's
 defaults: the study config names a preset and holds overrides, and
 :func:`validate_stages` builds every stage config at startup so a bad option is
-rejected before any work starts (DESIGN.md, principle 7).
+rejected before any work starts (docs/design.md, "Configs and defaults").
 
 Shipped presets live in ``spindoctor/configs/<name>.yaml``; ``--config`` also
 takes a path to a YAML file. ``--quick`` deep-merges the file's ``quick:``
@@ -51,20 +51,20 @@ class RLStage(_Strict):
     overrides: dict[str, Any] = Field(default_factory=dict, description="PPOConfig / GRPORunConfig overrides")
 
 
-class DriftStage(_Strict):
-    matrices: str = Field("paper", description="matrix preset of the drift engine")
-    k: list[float | int] = Field(default_factory=lambda: [0.25, 0.5, 1.0], description="top-k subspace sizes")
-    dtype: Literal["float32", "float64"] = Field("float32", description="factorisation dtype")
+class SweepStage(BaseModel):
+    """The study's own sweep choices; every other key is a :class:`SweepConfig` override
+    (``matrices``, ``blocks``, ``ks``, ...; ``ks`` reaches the ranks sweep only)."""
 
+    model_config = ConfigDict(extra="allow")
 
-class SweepStage(_Strict):
     reference: Literal["peak", "base"] = Field(
         "peak", description="restore towards the OOD-peak SFT checkpoint (authors' scripts) or the base (article)")
-    matrices: str = Field("linear", description="matrix preset restored")
-    blocks: int = Field(4, ge=1, description="layer blocks of the layer and impose sweeps")
-    ks: list[float | int] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0], description="rank sweep k_top")
     impose_start: Literal["peak", "middle", "end"] = Field("end", description="RL run whose model gets SFT directions")
     probe: dict[str, Any] = Field(default_factory=dict, description="ProbeConfig overrides for sweep points")
+
+    def overrides(self) -> dict[str, Any]:
+        """The SweepConfig fields this study sets."""
+        return dict(self.model_extra or {})
 
 
 class StudyConfig(_Strict):
@@ -77,7 +77,7 @@ class StudyConfig(_Strict):
     sft: SFTStage = Field(default_factory=SFTStage)
     select: SelectStage = Field(default_factory=SelectStage)
     rl: RLStage = Field(default_factory=RLStage)
-    drift: DriftStage = Field(default_factory=DriftStage)
+    drift: dict[str, Any] = Field(default_factory=dict, description="DriftConfig overrides (matrices, k, dtype, ...)")
     sweeps: SweepStage = Field(default_factory=SweepStage)
     threads: int = Field(2, ge=1, description="torch CPU threads")
 
@@ -129,13 +129,13 @@ def validate_stages(cfg: StudyConfig) -> None:
     """Build every stage's own config once, so bad options fail at startup, in one place."""
     from spindoctor.models.organism_pretrain import PretrainConfig
     from spindoctor.probes import ProbeConfig
-    from spindoctor.spectral.run import DriftConfig
 
     checks = {
         "probe": lambda: ProbeConfig(**cfg.probe),
         "sweeps.probe": lambda: ProbeConfig(**deep_merge(cfg.probe, cfg.sweeps.probe)),
         "base.pretrain": lambda: PretrainConfig(**{"seed": cfg.seed, **cfg.base.pretrain}),
-        "drift": lambda: DriftConfig(matrices=cfg.drift.matrices, k=cfg.drift.k, dtype=cfg.drift.dtype),
+        "drift": lambda: drift_config(cfg, None),
+        "sweeps": lambda: [sweep_config(cfg, kind, "ref", "tuned", None) for kind in ("layers", "ranks")],
         "sft.overrides": lambda: sft_config(cfg, "base", "out"),
         "rl.overrides": lambda: rl_config(cfg),
     }
@@ -145,6 +145,34 @@ def validate_stages(cfg: StudyConfig) -> None:
         except (ValidationError, ValueError, TypeError) as exc:
             loc, msg = first_error(exc) if isinstance(exc, ValidationError) else ("", str(exc))
             raise UserError(f"config {where}{'.' + loc if loc else ''}: {msg}") from None
+
+
+def drift_config(cfg: StudyConfig, cache_dir: str | Path | None):
+    """The DriftConfig of this study: its ``drift`` overrides and the run's own cache."""
+    from spindoctor.spectral.run import DriftConfig
+
+    _refuse_study_owned("drift", cfg.drift, ("cache_dir",))
+    return DriftConfig(**cfg.drift, cache_dir=cache_dir)
+
+
+def sweep_config(cfg: StudyConfig, kind: str, ref: str | Path, tuned: str | Path, cache_dir: str | Path | None):
+    """The SweepConfig of one of this study's sweeps (``ks`` applies to the ranks sweep only)."""
+    from spindoctor.probes import ProbeConfig
+    from spindoctor.restore.run import SweepConfig
+
+    overrides = cfg.sweeps.overrides()
+    _refuse_study_owned("sweeps", overrides, ("kind", "ref", "tuned", "cache_dir"))
+    if kind != "ranks":
+        overrides.pop("ks", None)
+    probe = ProbeConfig(**deep_merge(cfg.probe, cfg.sweeps.probe))
+    return SweepConfig(kind=kind, ref=str(ref), tuned=str(tuned), probe=probe,
+                       cache_dir=None if cache_dir is None else str(cache_dir), **overrides)
+
+
+def _refuse_study_owned(section: str, overrides: dict, owned: tuple[str, ...]) -> None:
+    taken = sorted(set(overrides) & set(owned))
+    if taken:
+        raise ValueError(f"{section}.{taken[0]} is set by the study itself")
 
 
 def sft_config(cfg: StudyConfig, base: str | Path, out: str | Path):

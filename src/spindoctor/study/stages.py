@@ -17,7 +17,7 @@ from pathlib import Path
 from spindoctor.errors import UserError
 from spindoctor.io import atomic_write_json
 from spindoctor.models.checkpoints import SELECTION_FILE, checkpoint_path, last_checkpoint
-from spindoctor.study.config import StudyConfig, deep_merge, rl_config, sft_config
+from spindoctor.study.config import StudyConfig, drift_config, rl_config, sft_config, sweep_config
 
 
 @dataclass
@@ -128,10 +128,9 @@ def drift_pairs(ctx: Context) -> list[tuple[str, Path, str, Path]]:
 
 def stage_drift(ctx: Context) -> dict:
     """Spectral drift for each pair into drift/<ref>__<tuned>/."""
-    from spindoctor.spectral.run import DriftConfig, drift
+    from spindoctor.spectral.run import drift
 
-    cfg = DriftConfig(matrices=ctx.cfg.drift.matrices, k=ctx.cfg.drift.k, dtype=ctx.cfg.drift.dtype,
-                      cache_dir=ctx.cache_dir, device="auto")
+    cfg = drift_config(ctx.cfg, ctx.cache_dir)
     out = {}
     for ref_label, ref, tuned_label, tuned in drift_pairs(ctx):
         name = f"{ref_label}__{tuned_label}"
@@ -144,22 +143,18 @@ def stage_drift(ctx: Context) -> dict:
 
 def stage_sweeps(ctx: Context) -> dict:
     """Layer and rank restoration sweeps (SFT end towards the reference), and impose on RL."""
-    from spindoctor.probes import ProbeConfig
-    from spindoctor.restore.run import SweepConfig, run_sweep
+    from spindoctor.restore.run import run_sweep
 
     s = ctx.cfg.sweeps
-    probe = ProbeConfig(**deep_merge(ctx.cfg.probe, s.probe))
     ref = ctx.base_dir() if s.reference == "base" else ctx.sft_checkpoint("peak")
-    common = {"matrices": s.matrices, "blocks": s.blocks, "probe": probe, "cache_dir": str(ctx.cache_dir)}
     out, baselines = {}, {}
-    jobs = [("layers", ref, ctx.sft_checkpoint("end"), {}),
-            ("ranks", ref, ctx.sft_checkpoint("end"), {"ks": s.ks})]
+    jobs = [("layers", ref, ctx.sft_checkpoint("end")), ("ranks", ref, ctx.sft_checkpoint("end"))]
     rl_model = ctx.rl_final(s.impose_start)
     if rl_model is not None:
-        jobs.append(("impose", ctx.sft_checkpoint(s.impose_start), rl_model, {}))
-    for kind, a, b, extra in jobs:
+        jobs.append(("impose", ctx.sft_checkpoint(s.impose_start), rl_model))
+    for kind, a, b in jobs:
         ctx.say(f"{kind} sweep: {b.relative_to(ctx.run) if b.is_relative_to(ctx.run) else b}")
-        cfg = SweepConfig(kind=kind, ref=str(a), tuned=str(b), **common, **extra)
+        cfg = sweep_config(ctx.cfg, kind, a, b, ctx.cache_dir)
         record = run_sweep(cfg, ctx.run / "restore" / kind, progress=ctx.progress, baselines=baselines)
         out[kind] = len(record["rows"])
     return {"points": out, "reference": s.reference}
@@ -167,7 +162,7 @@ def stage_sweeps(ctx: Context) -> dict:
 
 def stage_toy(ctx: Context) -> dict:
     """The rotation toy into toy/."""
-    from spindoctor.toy.cli import run_toy
+    from spindoctor.toy.run import run_toy
 
     numbers = run_toy(ctx.run / "toy", seed=ctx.cfg.seed)
     return numbers["fine_tune"]
