@@ -29,7 +29,7 @@ def _default(name: str) -> str:
     field = DriftConfig.model_fields[name]
     value = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
     if isinstance(value, list):
-        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
+        return ",".join(str(v) for v in value) or "none"
     return str(value)
 
 
