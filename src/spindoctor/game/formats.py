@@ -53,8 +53,11 @@ Cards: {cards}
 
 """
 
-_FORMULA_RE = re.compile(r"""["']formula["']\s*:\s*["']([^"'\n]*)["']""")
+# The value closes with the quote that opened it: an apostrophe inside a
+# double-quoted value is part of the formula (and makes it illegal), not its end.
+_FORMULA_RE = re.compile(r"""["']formula["']\s*:\s*(?:"([^"\n]*)"|'([^'\n]*)')""")
 _MAX_RESPONSE_CHARS = 20_000
+_CARD_VALUE = re.compile(r"[0-9]{1,3}")  # ASCII only: isdigit() is true for "²", int() rejects it
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,8 @@ def parse_paper_response(text: str) -> ParsedResponse:
             return ParsedResponse(obj["formula"], numbers, True)
     match = _FORMULA_RE.search(text)
     if match:
-        return ParsedResponse(match.group(1), None, False)
+        formula = match.group(1) if match.group(1) is not None else match.group(2)
+        return ParsedResponse(formula, None, False)
     return ParsedResponse(None, None, False)
 
 
@@ -136,7 +140,8 @@ def parse_compact_response(text: str) -> ParsedResponse:
         return ParsedResponse(None, None, False)
     head, _, formula = line.partition("|")
     parts = head.split()
-    numbers = tuple(int(p) for p in parts) if parts and all(p.isdigit() and len(p) < 4 for p in parts) else None
+    ok = parts and all(_CARD_VALUE.fullmatch(p) for p in parts)
+    numbers = tuple(int(p) for p in parts) if ok else None
     return ParsedResponse(formula.strip(), numbers, numbers is not None)
 
 

@@ -1,6 +1,6 @@
-"""Judging a formula against a hand, and the reference reward table.
+"""Judging a formula against a hand, and the reward table (docs/design.md, GeneralPoints).
 
-Reference table (spec/generalpoints.md, "Reward shaping"):
+The table is the reference environment's (SFTvsRL, Zhai et al.):
 
 =====================================================================  ======
 outcome                                                                reward
@@ -12,32 +12,45 @@ numbers misused: not on the cards, used too often, or a card unused    -2
 illegal formula: other characters, bad token order, unary minus, ...   -3
 =====================================================================  ======
 
-The reference accumulates penalties: several violations add up. Here the
-violations are (illegal formula, numbers misused, wrong value), each counted
-at most once, and the reward is the sum of their penalties; e.g. ``9*9*9*9``
-for cards 1,2,3,4 misuses numbers (-2) and misses 24 (-1): -3. A correct
-formula scores +5 and a partial one +1, with no penalty. Differences from the
-reference, on purpose: values are exact (``judge="exact"``; the reference's
-float ``eval`` rejects ``8/(3-8/3)``: pass ``judge="float"`` to reproduce its
-verdicts), and nothing is ever evaluated as code. "Prefix of a valid
-solution" is decided against every correct formula over the hand written
-with minimal parentheses or with every compound operand parenthesised, in
-every operand order (:func:`solution_surfaces`).
+Three judges. ``exact`` (the default): violations are (illegal formula,
+numbers misused, wrong value), each counted at most once, and the reward is
+the sum of their penalties; e.g. ``9*9*9*9`` for cards 1,2,3,4 misuses
+numbers (-2) and misses 24 (-1): -3. A correct formula scores +5 and a
+partial one +1, with no penalty. Values are exact (``8/(3-8/3)`` is 24),
+blanks are allowed, and nothing is ever evaluated as code. "Prefix of a valid
+solution" means a prefix of some correct formula over the hand written with
+minimal parentheses or with every compound operand parenthesised, in every
+operand order (:func:`solution_surfaces` lists them;
+:func:`spindoctor.game.partial.is_prefix_of_solution` decides it by search).
+``float``: the same rules with IEEE double values (``8/(3-8/3)`` misses).
+``reference``: the reference environment's own rules, reward for reward
+(:mod:`spindoctor.game.reference`; the README lists every difference).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from functools import cache
 from itertools import permutations
 
-from spindoctor.game.verifier import (
+from spindoctor.game.partial import is_prefix_of_solution
+from spindoctor.game.reference import judge_reference
+from spindoctor.game.verdict import (
     EXACT_JUDGE,
-    FormulaError,
+    PENALTY_CARD_RECOGNITION,
+    PENALTY_ILLEGAL,
+    PENALTY_NUMBERS,
+    PENALTY_WRONG_VALUE,
+    REFERENCE_JUDGE,
+    REWARD_CORRECT,
+    REWARD_PARTIAL,
     Judge,
+    Verdict,
+)
+from spindoctor.game.verifier import (
+    FormulaError,
     evaluate,
     exact_pair,
     is_sub_multiset,
@@ -45,38 +58,12 @@ from spindoctor.game.verifier import (
     parse_formula,
 )
 
-REWARD_CORRECT = 5.0
-REWARD_PARTIAL = 1.0
-PENALTY_WRONG_VALUE = -1.0
-PENALTY_NUMBERS = -2.0
-PENALTY_ILLEGAL = -3.0
-PENALTY_CARD_RECOGNITION = -1.5  # vision variant only; never produced by the text task
+__all__ = [
+    "PENALTY_CARD_RECOGNITION", "PENALTY_ILLEGAL", "PENALTY_NUMBERS", "PENALTY_WRONG_VALUE",
+    "REWARD_CORRECT", "REWARD_PARTIAL", "Verdict", "judge_formula", "solution_surfaces",
+]
 
-_INTEGER = re.compile(r"\d+")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The judgement of one formula.
-
-    ``status`` is the worst outcome: correct, partial, wrong_value,
-    numbers_misused or illegal. ``value`` is the exact value as a string
-    ("24", "71/3") or None when it has none. ``reasons`` are short phrases
-    for the revision feedback ("You failed this trial because ...").
-    """
-
-    correct: bool
-    reward: float
-    status: str
-    value: str | None
-    reasons: tuple[str, ...] = field(default_factory=tuple)
-    numbers: tuple[int, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["reasons"] = list(self.reasons)
-        out["numbers"] = list(self.numbers)
-        return out
+_INTEGER = re.compile(r"[0-9]+")  # ASCII only: int() rejects "²"
 
 
 def _value_text(rpn: tuple, judge: Judge, target: int) -> str | None:
@@ -103,8 +90,12 @@ def judge_formula(
 ) -> Verdict:
     """Judge ``formula`` (an optional ``=...`` tail is ignored) for card ``values``.
 
-    Never raises: any string gets a verdict.
+    ``judge``: ``exact`` (default), ``float`` (the same rules, float values)
+    or ``reference`` (the reference environment's rules, :mod:`.reference`).
+    Never raises on any ``formula``: any string gets a verdict.
     """
+    if judge == REFERENCE_JUDGE:
+        return judge_reference(formula, tuple(values), target)
     if not isinstance(formula, str):
         return Verdict(False, PENALTY_ILLEGAL, "illegal", None, ("the answer is not text",))
     values = tuple(values)
@@ -139,7 +130,7 @@ def _judge_unparsed(
     numbers = tuple(int(x) for x in _INTEGER.findall(left)) if len(left) < 1000 else ()
     compact = "".join(left.split())
     if err.incomplete and compact and is_sub_multiset(numbers, values):
-        if any(s.startswith(compact) for s in solution_surfaces(tuple(sorted(values)), target)):
+        if is_prefix_of_solution(compact, values, target):
             return Verdict(False, REWARD_PARTIAL, "partial", None, ("the formula is incomplete",), numbers)
     reasons = [f"the formula is illegal ({err.reason})"]
     reward = PENALTY_ILLEGAL
@@ -195,10 +186,14 @@ def _render(tree: object, minimal: bool) -> str:
 
 @cache
 def solution_surfaces(values: tuple[int, ...], target: int = 24) -> frozenset[str]:
-    """Every correct formula over ``values`` as written text, for the partial-credit test.
+    """Every correct formula over ``values`` as written text: the definition of partial credit.
 
     All leaf orders and tree shapes; each tree rendered with minimal
-    parentheses and fully parenthesised. Empty for an unsolvable hand.
+    parentheses and fully parenthesised. Empty for an unsolvable hand. The
+    list grows as n! * Catalan(n-1) * 4^(n-1) (seconds for five cards,
+    minutes for six), so the judge decides "a prefix of one of these" by
+    search (:func:`spindoctor.game.partial.is_prefix_of_solution`); this
+    enumeration stays as the definition the tests compare against.
     """
     out: set[str] = set()
     goal = Fraction(target)

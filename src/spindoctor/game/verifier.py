@@ -19,18 +19,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
 
-Judge = Literal["exact", "float"]
-EXACT_JUDGE: Judge = "exact"
-FLOAT_JUDGE: Judge = "float"
+from spindoctor.game.verdict import EXACT_JUDGE, FLOAT_JUDGE, Judge
+
+__all__ = ["EXACT_JUDGE", "FLOAT_JUDGE", "FormulaError", "Judge", "Parsed", "evaluate", "parse_formula"]
 
 MAX_FORMULA_CHARS = 200
 MAX_NUMBER_DIGITS = 6
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 _ILLEGAL = re.compile(r"[^0-9+\-*/() \t\n]")
-_TOKEN = re.compile(r"\d+|[-+*/()]")
-_LONG_NUMBER = re.compile(rf"\d{{{MAX_NUMBER_DIGITS + 1}}}")
+# ASCII digits only: str.isdigit() and re's \d also accept "²", "①" or "٨",
+# which int() rejects or reads as another number.
+_TOKEN = re.compile(r"[0-9]+|[-+*/()]")
+_LONG_NUMBER = re.compile(rf"[0-9]{{{MAX_NUMBER_DIGITS + 1}}}")
+_STATED = re.compile(rf"[0-9]{{1,{MAX_NUMBER_DIGITS}}}")
 
 
 class FormulaError(Exception):
@@ -142,7 +144,7 @@ def parse_formula(text: str) -> Parsed:
     left, eq, right = text.partition("=")
     tokens = tokenize(left)
     right = right.strip()
-    stated = int(right) if eq and right.isdigit() and len(right) <= MAX_NUMBER_DIGITS else None
+    stated = int(right) if eq and _STATED.fullmatch(right) else None
     if not tokens:
         raise FormulaError("empty formula", incomplete=not eq)
     rpn, numbers = to_postfix(tokens)
