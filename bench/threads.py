@@ -6,9 +6,11 @@ fresh corpus batch, packed loss, backward, clip, AdamW; 2 warm-up steps, then
 OpenMP wait policy is read once when torch loads:
 
 * ``old``: 2 threads, OpenMP's default wait policy (the fixed ``threads: 2``);
-* ``new``: what the CLI does now, ``OMP_WAIT_POLICY=PASSIVE`` set before torch
-  is imported and the thread count from :func:`spindoctor.devices.default_threads`
-  (the CPUs not busy at the start, at most 2).
+* ``new``: the default now, the thread count from
+  :func:`spindoctor.devices.default_threads` (the CPUs not busy at the start,
+  at most 2), OpenMP's default wait policy;
+* ablations (``--extra``): 2 threads with ``OMP_WAIT_POLICY=PASSIVE`` or a small
+  ``GOMP_SPINCOUNT`` (set in the worker before torch loads), 1 thread.
 
 Each round runs both variants ``idle`` and ``busy``: beside ``--busy`` processes
 spinning at nice 19 in their own session (``setsid``). On Linux with
@@ -42,13 +44,11 @@ EXTRA = {"passive2": (2, {"OMP_WAIT_POLICY": "PASSIVE"}), "spin10k2": (2, {"GOMP
 
 def worker(variant: str, steps: int) -> None:
     """Time ``steps`` pretraining steps (after 2 warm-up steps); print one JSON line."""
-    from spindoctor.devices import busy_cpus, quiet_openmp_waits, set_torch_threads, usable_cpus
+    from spindoctor.devices import busy_cpus, set_torch_threads, usable_cpus
 
     others = busy_cpus(usable_cpus())
     fixed, env = EXTRA.get(variant, (2, {}))
-    os.environ.update(env)
-    if variant == "new":
-        quiet_openmp_waits()  # before torch loads, as spindoctor.cli.main does
+    os.environ.update(env)  # before torch loads: libgomp reads it once
     import random
 
     import torch

@@ -1,5 +1,5 @@
 """Torch thread default on a shared machine (spindoctor.devices): the choice from CPUs and load,
-the cgroup quota and /proc/stat parsing, the wait policy, and an explicit --threads winning.
+the cgroup quota and /proc/stat parsing, and an explicit --threads winning.
 No timings: bench/threads.py measures the effect."""
 
 from __future__ import annotations
@@ -141,14 +141,3 @@ def test_auto_threads_when_none(monkeypatch):
 def test_threads_below_one_refused(bad):
     with pytest.raises(UserError, match="--threads"):
         devices.set_torch_threads(bad)
-
-
-def test_wait_policy_default_and_user_value(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    devices.quiet_openmp_waits()
-    import os
-
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    devices.quiet_openmp_waits()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -93,22 +93,6 @@ def map_in_workers(fn, items, workers: int, threads: int):
 # --- torch CPU threads on a shared machine -------------------------------------------------
 
 AUTO_THREADS_CAP = 2  # the old fixed default; more threads are unmeasured for the organism's small matrices
-_WAIT_POLICY = "PASSIVE"
-
-
-def quiet_openmp_waits() -> None:
-    """Make idle OpenMP threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``), unless the user set it.
-
-    libgomp (torch's CPU wheels) reads the variable once, when it loads, so this
-    must run before torch is imported. With the default policy a thread that
-    reaches a barrier first spins on its core; when the other core is taken by
-    another process, the spinning thread and the preempted one wait on each
-    other (the organism's pretraining step: 0.18 s idle, 1.2 s beside one busy
-    process in another session; PASSIVE: 0.36 s).
-    """
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", _WAIT_POLICY)
 
 
 def choose_threads(cpus: int, busy: float, cap: int = AUTO_THREADS_CAP) -> int:
