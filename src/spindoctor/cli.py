@@ -1,11 +1,13 @@
 """The ``spindoctor`` command line: thin commands that call the library.
 
-Each command group lives beside the code it drives (``spindoctor.game.cli``,
-...) and is registered here. Heavy imports (torch, transformers) happen inside
+Each package's ``cli`` module holds that package's commands and is registered
+here, the same way for all. Heavy imports (torch, transformers) happen inside
 the command functions, so ``spindoctor game ...`` never imports torch.
 
-Exit codes (DESIGN.md): 0 success, 2 bad input with one line on stderr, 1
-internal failure.
+Exit codes (docs/design.md, "CLI contract"): 0 success; 2 bad input, with one
+line on stderr (a :class:`~spindoctor.errors.UserError`, a pydantic
+``ValidationError``, or any ``ValueError`` / ``TypeError`` the library raises
+about an argument); 1 internal failure (any other exception, with its traceback).
 """
 
 from __future__ import annotations
@@ -74,8 +76,14 @@ def validation_line(exc: ValidationError) -> str:
     return f"bad {exc.title} setting {where}: {msg}" if where else f"bad {exc.title}: {msg}"
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; map :class:`UserError` to exit 2 with a one-line message."""
+    """Run the CLI; map bad input to exit 2 with a one-line message."""
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
@@ -83,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValidationError as exc:  # a typed config refused a value a flag or file passed through
         typer.echo(f"error: {validation_line(exc)}", err=True)
+        return 2
+    except (ValueError, TypeError) as exc:  # the library names the bad parameter
+        typer.echo(f"error: {one_line(exc)}", err=True)
         return 2
     except typer.Exit as exc:  # raised by commands that choose their own code
         return exc.exit_code

@@ -1,9 +1,11 @@
 """Error types shared by the library and the CLI.
 
 A :class:`UserError` is bad input (a missing file, an unknown option value, a
-checkpoint that is not one): the CLI prints its message on one line to stderr
-and exits with code 2, without a traceback (DESIGN.md, CLI contract). Any
-other exception is an internal failure and exits with code 1.
+checkpoint that is not one). It is a ``ValueError``: library code raises
+``ValueError`` / ``TypeError`` naming the parameter at fault, and the CLI
+prints the message on one line to stderr and exits with code 2, without a
+traceback (docs/design.md, "CLI contract"). Any other exception is an internal
+failure and exits with code 1.
 """
 
 from __future__ import annotations

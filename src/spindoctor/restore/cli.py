@@ -1,4 +1,9 @@
-"""``spindoctor restore`` and ``spindoctor sweep layers|ranks|impose``."""
+"""``spindoctor restore`` and ``spindoctor sweep layers|ranks|impose``.
+
+Options left unset take the defaults of :class:`~spindoctor.restore.plan.RestorePlan`,
+:class:`~spindoctor.restore.run.SweepConfig` and
+:class:`~spindoctor.probes.core.ProbeConfig` (the one source of each default).
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,28 @@ sweep_app = typer.Typer(help="Restoration sweeps evaluated with the ID/OOD probe
 
 Ref = Annotated[Path, typer.Argument(help="Reference checkpoint folder (base, or SFT at the OOD peak).")]
 Tuned = Annotated[Path, typer.Argument(help="Fine-tuned checkpoint folder to edit.")]
-Matrices = Annotated[str, typer.Option(help="Matrix preset: paper, attn, mlp, linear, all.")]
-Mode = Annotated[str, typer.Option(help="direction (keep tuned singular values) or full.")]
+Matrices = Annotated[str | None, typer.Option(help="Matrix preset: paper, attn, mlp, linear, all.")]
+Mode = Annotated[str | None, typer.Option(help="direction (keep tuned singular values) or full.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
-def _validated(model_cls, **fields):
+def _given(**fields) -> dict:
+    """The fields whose option was given (the config model fills the others)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _k(text: str | None):
+    from spindoctor.restore.select import parse_k
+
+    return None if text is None else parse_k(text)
+
+
+def _validated(model_cls, explicit: dict | None = None, **fields):
+    """``model_cls`` from the given fields (and ``explicit`` ones, even when None), flag errors as one line."""
     from pydantic import ValidationError
 
     try:
-        return model_cls(**fields)
+        return model_cls(**_given(**fields), **(explicit or {}))
     except ValidationError as exc:
         where, msg = first_error(exc)
         raise UserError(f"--{where.replace('.', '-').replace('_', '-')}: {msg}") from None
@@ -33,27 +50,26 @@ def restore(
     ref: Ref,
     tuned: Tuned,
     out: Annotated[Path, typer.Option(help="Output checkpoint folder (must not exist or be empty).")],
-    layers: Annotated[str, typer.Option(help="all, none, 0-9, 0,3,5-7, first:25%, last:25%, middle:50%.")] = "all",
-    matrices: Matrices = "linear",
+    layers: Annotated[str | None, typer.Option(help="all, none, 0-9, 0,3,5-7, first:25%, last:25%, middle:50%.")] = None,
+    matrices: Matrices = None,
     regex: Annotated[str | None, typer.Option(help="Keep only tensor names matching this regex.")] = None,
-    top_k: Annotated[str, typer.Option("--top-k", help="Leading directions from REF: count, fraction or %.")] = "1.0",
-    tail_k: Annotated[str, typer.Option("--tail-k", help="Trailing directions from REF.")] = "0",
-    mode: Mode = "direction",
+    top_k: Annotated[str | None, typer.Option("--top-k", help="Leading directions from REF: count, fraction or %.")] = None,
+    tail_k: Annotated[str | None, typer.Option("--tail-k", help="Trailing directions from REF.")] = None,
+    mode: Mode = None,
     embeddings: Annotated[bool, typer.Option(help="Also restore embeddings and lm_head.")] = False,
-    dtype: Annotated[str, typer.Option(help="Factorisation dtype: float32 or float64.")] = "float32",
+    dtype: Annotated[str | None, typer.Option(help="Factorisation dtype: float32 or float64.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Factorisation cache folder.")] = None,
     as_json: Json = False,
 ) -> None:
     """Write a complete HF checkpoint: TUNED with REF's singular directions on the chosen layers and ranks."""
     from spindoctor.restore.checkpoint import restore_checkpoint
     from spindoctor.restore.plan import RestorePlan
-    from spindoctor.restore.select import parse_k
 
-    if dtype not in ("float32", "float64"):
+    if dtype is not None and dtype not in ("float32", "float64"):
         raise UserError(f"--dtype must be float32 or float64, got {dtype!r}")
-    plan = _validated(RestorePlan, layers=layers, matrices=matrices, regex=regex, embeddings=embeddings,
-                      k_top=parse_k(top_k), k_tail=parse_k(tail_k), mode=mode)
-    record = restore_checkpoint(ref, tuned, out, plan, cache_dir, dtype, progress=not as_json)
+    plan = _validated(RestorePlan, layers=layers, matrices=matrices, regex=regex, embeddings=embeddings or None,
+                      k_top=_k(top_k), k_tail=_k(tail_k), mode=mode)
+    record = restore_checkpoint(ref, tuned, out, plan, cache_dir, progress=not as_json, **_given(dtype=dtype))
     if as_json:
         typer.echo(json.dumps({k: v for k, v in record.items() if k != "matrices"} | {
             "n_matrices": len(record["matrices"]), "out": str(out)}))
@@ -71,7 +87,8 @@ def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) 
     for label, folder in (("REF", ref), ("TUNED", tuned)):
         if not folder.is_dir():
             raise UserError(f"{label} is not a checkpoint folder: {folder}")
-    cfg = _validated(SweepConfig, kind=kind, ref=str(ref), tuned=str(tuned), probe=probe, **fields)
+    explicit = {"blocks": fields.pop("blocks")} if fields.get("block_size") else {}
+    cfg = _validated(SweepConfig, explicit, kind=kind, ref=str(ref), tuned=str(tuned), probe=probe, **fields)
     record = run_sweep(cfg, out, progress=not as_json)
     if as_json:
         typer.echo(json.dumps({"out": str(out), "rows": record["rows"]}))
@@ -85,48 +102,49 @@ def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) 
 
 
 Out = Annotated[Path, typer.Option(help="Folder for sweep.json, sweep.csv and sweep.png.")]
-N = Annotated[int, typer.Option(help="Probe hands per split.")]
-Fmt = Annotated[str, typer.Option("--format", help="Prompt format: compact (organism) or paper.")]
+N = Annotated[int | None, typer.Option(help="Probe hands per split.")]
+Fmt = Annotated[str | None, typer.Option("--format", help="Prompt format: compact (organism) or paper.")]
 Blocks = Annotated[int | None, typer.Option(help="Number of equal layer blocks.")]
 BlockSize = Annotated[int | None, typer.Option(help="Layers per block (instead of --blocks).")]
-Batch = Annotated[int, typer.Option(help="Probe prompts per generate call.")]
+Batch = Annotated[int | None, typer.Option(help="Probe prompts per generate call.")]
 NewTokens = Annotated[int | None, typer.Option(help="Tokens per probe answer (default: 48 compact, 256 paper).")]
 
 
 @sweep_app.command()
-def layers(ref: Ref, tuned: Tuned, out: Out, blocks: Blocks = 4, block_size: BlockSize = None,
-           matrices: Matrices = "linear", top_k: Annotated[str, typer.Option("--top-k")] = "1.0",
-           mode: Mode = "direction", n: N = 500, fmt: Fmt = "compact", batch_size: Batch = 256,
+def layers(ref: Ref, tuned: Tuned, out: Out, blocks: Blocks = None, block_size: BlockSize = None,
+           matrices: Matrices = None, top_k: Annotated[str | None, typer.Option("--top-k")] = None,
+           mode: Mode = None, n: N = None, fmt: Fmt = None, batch_size: Batch = None,
            max_new_tokens: NewTokens = None, cache_dir: Annotated[str | None, typer.Option()] = None,
            as_json: Json = False) -> None:
     """Restore one block of layers at a time (paper Figure 5)."""
-    from spindoctor.restore.select import parse_k
+    _run("layers", ref, tuned, out, as_json, **_blocks(blocks, block_size), matrices=matrices, k_top=_k(top_k),
+         mode=mode, n=n, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens, cache_dir=cache_dir)
 
-    _run("layers", ref, tuned, out, as_json, blocks=None if block_size else blocks, block_size=block_size,
-         matrices=matrices, k_top=parse_k(top_k), mode=mode, n=n, fmt=fmt, batch_size=batch_size,
-         max_new_tokens=max_new_tokens, cache_dir=cache_dir)
+
+def _blocks(blocks: int | None, block_size: int | None) -> dict:
+    """--block-size replaces --blocks (then blocks is None); neither: SweepConfig's blocks."""
+    return {"blocks": None, "block_size": block_size} if block_size else {"blocks": blocks, "block_size": None}
 
 
 @sweep_app.command()
 def ranks(ref: Ref, tuned: Tuned, out: Out,
-          ks: Annotated[str, typer.Option(help="Comma-separated k_top values: counts, fractions or %.")] = "0.01,0.05,0.1,0.2,0.5,1.0",
-          matrices: Matrices = "linear", mode: Mode = "direction", n: N = 500, fmt: Fmt = "compact",
-          batch_size: Batch = 256, max_new_tokens: NewTokens = None,
+          ks: Annotated[str | None, typer.Option(help="Comma-separated k_top values: counts, fractions or %.")] = None,
+          matrices: Matrices = None, mode: Mode = None, n: N = None, fmt: Fmt = None,
+          batch_size: Batch = None, max_new_tokens: NewTokens = None,
           cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
     """Restore the top-k directions of every layer, for several k (paper Figure 6)."""
-    from spindoctor.restore.select import parse_k
-
-    _run("ranks", ref, tuned, out, as_json, ks=[parse_k(k) for k in ks.split(",") if k.strip()],
+    values = None if ks is None else [_k(k) for k in ks.split(",") if k.strip()]
+    _run("ranks", ref, tuned, out, as_json, ks=values,
          matrices=matrices, mode=mode, n=n, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens,
          cache_dir=cache_dir)
 
 
 @sweep_app.command()
 def impose(sft: Annotated[Path, typer.Argument(help="SFT checkpoint: the directions to impose.")],
-           rl: Annotated[Path, typer.Argument(help="RL checkpoint to edit.")], out: Out, blocks: Blocks = 4,
-           block_size: BlockSize = None, matrices: Matrices = "linear", n: N = 500, fmt: Fmt = "compact",
-           batch_size: Batch = 256, max_new_tokens: NewTokens = None,
+           rl: Annotated[Path, typer.Argument(help="RL checkpoint to edit.")], out: Out, blocks: Blocks = None,
+           block_size: BlockSize = None, matrices: Matrices = None, n: N = None, fmt: Fmt = None,
+           batch_size: Batch = None, max_new_tokens: NewTokens = None,
            cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
     """Impose the SFT checkpoint's singular directions on the RL model (paper Figure 7)."""
-    _run("impose", sft, rl, out, as_json, blocks=None if block_size else blocks, block_size=block_size,
+    _run("impose", sft, rl, out, as_json, **_blocks(blocks, block_size),
          matrices=matrices, n=n, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens, cache_dir=cache_dir)
