@@ -1,6 +1,6 @@
 """Cards, ranks, suits and the face-card rules of GeneralPoints.
 
-Reference behaviour (spec/generalpoints.md, "The game"): ranks A, 2..10, J, Q,
+Reference behaviour (docs/design.md, GeneralPoints; SFTvsRL, Zhai et al.): ranks A, 2..10, J, Q,
 K; suits H, S, D, C; A = 1, 2..10 at face value, and the face-card rule decides
 J/Q/K: ``face10`` (the in-distribution rule) counts each as 10, ``face11`` (the
 out-of-distribution rule) counts J = 11, Q = 12, K = 13.

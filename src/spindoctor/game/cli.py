@@ -10,10 +10,14 @@ import typer
 
 from spindoctor.errors import UserError
 from spindoctor.game.cards import check_rule, hand_values, parse_card, parse_cards
-from spindoctor.game.deal import SPLITS, deal_hands
-from spindoctor.game.formats import FORMATS, parse_response
+from spindoctor.game.deal import SPLITS, Hand, deal_hands
+from spindoctor.game.episodes import judge_response
+from spindoctor.game.formats import FORMATS
+from spindoctor.game.partial import MAX_HAND_CARDS
+from spindoctor.game.reference import REFERENCE_MAX_CARDS
 from spindoctor.game.rewards import judge_formula
 from spindoctor.game.solver import solve
+from spindoctor.game.verdict import JUDGES
 
 app = typer.Typer(help="The GeneralPoints benchmark: deal, solve, check, stats, export.", no_args_is_help=True)
 
@@ -85,26 +89,30 @@ def check(
     rule: Annotated[str, typer.Option(help="face10 (ID) or face11 (OOD).")] = "face10",
     target: int = 24,
     fmt: Annotated[str, typer.Option("--format", help="formula, paper or compact.")] = "formula",
-    judge: Annotated[str, typer.Option(help="exact, or float to mimic the reference's eval.")] = "exact",
+    judge: Annotated[str, typer.Option(
+        help="exact (default), float (the same rules, float values) or reference "
+             "(the SFTvsRL environment's verdicts and rewards, up to 4 cards).")] = "exact",
     as_json: JsonOpt = False,
 ) -> None:
     """Verify an answer: correct?, reward, exact value, reasons."""
     rule_ = check_rule(rule)
     _check_choice("format", fmt, ("formula",) + FORMATS)
-    _check_choice("judge", judge, ("exact", "float"))
+    _check_choice("judge", judge, JUDGES)
     hand = parse_cards(cards)
+    if len(hand) > MAX_HAND_CARDS:
+        raise UserError(f"--cards takes at most {MAX_HAND_CARDS} cards, got {len(hand)}")
+    if judge == "reference" and len(hand) > REFERENCE_MAX_CARDS:
+        raise UserError(f"--judge reference takes at most {REFERENCE_MAX_CARDS} cards, got {len(hand)}")
     values = hand_values(hand, rule_)
-    formula: str | None = answer
-    if fmt != "formula":
-        formula = parse_response(fmt, answer).formula  # type: ignore[arg-type]
-    if formula is None:
-        obj = {"correct": False, "reward": -3.0, "status": "illegal", "value": None,
-               "reasons": ["no formula was found in the answer"], "formula": None}
+    if fmt == "formula":
+        formula: str | None = answer
+        verdict = judge_formula(answer, values, target, judge)  # type: ignore[arg-type]
     else:
-        obj = {**judge_formula(formula, values, target, judge).to_dict(), "formula": formula}  # type: ignore[arg-type]
+        formula, verdict = judge_response(fmt, answer, Hand(hand, rule_, target), judge)  # type: ignore[arg-type]
+    obj = {**verdict.to_dict(), "formula": formula, "judge": judge}
     obj.update({"cards": [c.label for c in hand], "card_values": list(values), "rule": rule_, "target": target})
-    verdict = "correct" if obj["correct"] else obj["status"]
-    text = f"{verdict}  reward {obj['reward']:+g}  value {obj['value']}"
+    shown = "correct" if obj["correct"] else obj["status"]
+    text = f"{shown}  reward {obj['reward']:+g}  value {obj['value']}"
     if obj["reasons"]:
         text += "\n" + "\n".join(f"- {r}" for r in obj["reasons"])
     _emit(obj, as_json, text)

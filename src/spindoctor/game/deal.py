@@ -1,6 +1,6 @@
 """Seeded dealing of ID and OOD hands, de-duplication and train/probe partitions.
 
-Reference behaviour (spec/generalpoints.md, "Dealing"):
+Reference behaviour (docs/design.md, GeneralPoints; the SFTvsRL environment, Zhai et al.):
 
 * ID deal: every rank uniform in 1..13, independently (duplicates and even
   identical cards occur), suits independent; redraw until the hand is

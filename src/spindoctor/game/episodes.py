@@ -1,6 +1,6 @@
 """Multi-turn sequential revision episodes (the paper's headline protocol).
 
-Reference behaviour (spec/generalpoints.md, "Episodes"): the model gets up to
+Reference behaviour (docs/design.md, GeneralPoints; SFTvsRL, Zhai et al.): the model gets up to
 ``max_turns`` verified attempts in one conversation. After a failed attempt its
 answer is appended and a user turn ``You failed this trial because {reasons}``
 follows (reasons joined with ", ", ending in "."). The episode succeeds if any
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from spindoctor.game.deal import Hand
 from spindoctor.game.formats import FormatName, parse_response, render_prompt
+from spindoctor.game.reference import reference_formula
 from spindoctor.game.rewards import Verdict, judge_formula
-from spindoctor.game.verifier import EXACT_JUDGE, Judge
+from spindoctor.game.verdict import EXACT_JUDGE, NO_FORMULA, REFERENCE_JUDGE, Judge
 
 Message = dict[str, str]
 Generate = Callable[[list[Message]], str]
@@ -48,15 +49,25 @@ class Episode:
         return bool(self.attempts) and self.attempts[0].verdict.correct
 
 
+def extract_formula(fmt: FormatName, response: str, judge: Judge = EXACT_JUDGE) -> str | None:
+    """The formula of a response: the reference's extraction for ``paper`` answers under the
+    reference judge, else the format's own parser; None when there is none. Never raises."""
+    if not isinstance(response, str):
+        return None
+    if judge == REFERENCE_JUDGE and fmt == "paper":
+        return reference_formula(response)
+    return parse_response(fmt, response).formula
+
+
 def judge_response(
     fmt: FormatName, response: str, hand: Hand, judge: Judge = EXACT_JUDGE
 ) -> tuple[str | None, Verdict]:
-    """Parse a response in ``fmt`` and judge its formula against ``hand``; never raises."""
-    parsed = parse_response(fmt, response)
-    if parsed.formula is None:
-        verdict = Verdict(False, -3.0, "illegal", None, ("no formula was found in the answer",))
-        return None, verdict
-    return parsed.formula, judge_formula(parsed.formula, hand.values, hand.target, judge)
+    """Parse a response in ``fmt`` and judge its formula against ``hand``; never raises on the
+    response (the reference judge refuses hands of more than four cards: ValueError)."""
+    formula = extract_formula(fmt, response, judge)
+    if formula is None:
+        return None, NO_FORMULA
+    return formula, judge_formula(formula, hand.values, hand.target, judge)
 
 
 def feedback_text(verdict: Verdict) -> str:

@@ -1,10 +1,13 @@
 """Prompt formats and their response parsers.
 
-* ``paper``: the reference prompt, byte-exact (spec/generalpoints.md, "Prompt
-  used with real instruction-tuned models"), sent as one user turn through the
+* ``paper``: the reference prompt, byte-exact (docs/design.md, GeneralPoints;
+  the SFTvsRL environment, Zhai et al.), sent as one user turn through the
   model's chat template with no system prompt. The response is a JSON-like
-  object; :func:`parse_paper_response` tries ``json.loads`` first and falls back
-  to a regex on ``"formula": "..."``, as the reference does.
+  object; :func:`parse_paper_response` tries ``json.loads`` on the ``{...}``
+  span first and falls back to a regex on ``"formula": "..."`` or ``'...'``
+  (any spacing; the value ends at the quote that opened it). The reference
+  judge uses the reference's own, stricter extraction instead
+  (:func:`spindoctor.game.reference.reference_formula`).
 * ``compact``: a short format for the character-level model organism:
   prompt ``R10 J 5 2 2 =24:`` (rule marker R10 or R11, the cards, the target),
   completion `` 10 5 2 2|10*2+2+2`` style: the card values under the stated

@@ -31,6 +31,7 @@ Goal = tuple  # ("eq", x) | ("ne", frozenset) | ("any",)
 ANY: Goal = ("any",)
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 _OPS = "+-*/"
+MAX_HAND_CARDS = 6  # the largest hand the game deals; larger hands get no partial credit
 _SMALL = 4  # reachable sets of up to this many cards are built; larger ones are split
 
 
@@ -243,10 +244,11 @@ def is_prefix_of_solution(prefix: str, values: Values, target: int) -> bool:
     with minimal parentheses or with every compound operand parenthesised.
 
     The same verdict as ``any(s.startswith(prefix) for s in solution_surfaces(values, target))``
-    without listing the surfaces; a complete correct formula counts as its own prefix.
+    without listing the surfaces; a complete correct formula counts as its own prefix. Hands of
+    more than :data:`MAX_HAND_CARDS` cards get False (the search would no longer be bounded).
     """
     values = tuple(sorted(values))
-    if not values:
+    if not values or len(values) > MAX_HAND_CARDS:
         return False
     goal: Goal = ("eq", Fraction(target))
     return any(_PrefixSearch(prefix, minimal).open(values, 0, None, goal) for minimal in (True, False))
