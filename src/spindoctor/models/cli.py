@@ -24,7 +24,7 @@ def organism_pretrain(
     out: Path = typer.Option(..., "--out", help="folder for the HF checkpoint"),
     seed: int = typer.Option(0, help="seed of weights and corpus"),
     steps: int | None = typer.Option(None, help="optimizer steps (default: PretrainConfig)"),
-    threads: int | None = typer.Option(None, help="torch threads (default 2)"),
+    threads: int | None = typer.Option(None, help="torch threads (default: the CPUs not busy, at most 2)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Pretrain the organism on the both-rules corpus and save it (safetensors + tokenizer)."""

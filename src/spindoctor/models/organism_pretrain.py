@@ -38,7 +38,7 @@ class PretrainConfig(BaseModel):
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     grad_clip: float = Field(1.0, gt=0, description="max global grad norm")
-    threads: int = Field(2, ge=1, description="torch intra-op threads (both cores by default)")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: the CPUs not busy at the start, at most 2)")
     pack_len: int = Field(
         96, ge=0, description="pack each batch's sequences into rows of at most this many tokens "
         "(block-diagonal attention, positions restart per sequence: the same loss as padding, about "
@@ -136,6 +136,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
     """Train the organism and save it to ``out``; returns a summary dict (also saved)."""
     import torch
 
+    from spindoctor.devices import set_torch_threads
     from spindoctor.models.organism import (
         build_model,
         build_tokenizer,
@@ -147,7 +148,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
     out.mkdir(parents=True, exist_ok=True)
     (out / "pretrain_log.jsonl").unlink(missing_ok=True)
     atomic_write_text(out / "pretrain_config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(f"organism-corpus|{cfg.seed}")
     tokenizer = build_tokenizer()

@@ -79,7 +79,7 @@ class StudyConfig(_Strict):
     rl: RLStage = Field(default_factory=RLStage)
     drift: dict[str, Any] = Field(default_factory=dict, description="DriftConfig overrides (matrices, k, dtype, ...)")
     sweeps: SweepStage = Field(default_factory=SweepStage)
-    threads: int = Field(2, ge=1, description="torch CPU threads")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: the CPUs not busy at each stage's start, at most 2)")
 
 
 def deep_merge(base: dict, over: dict) -> dict:

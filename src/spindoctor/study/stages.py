@@ -97,13 +97,13 @@ def stage_select(ctx: Context) -> dict:
 
 def stage_rl(ctx: Context) -> dict:
     """RL from each selected SFT checkpoint into rl/<start>/ (resumes a half-finished run)."""
-    import torch
+    from spindoctor.devices import set_torch_threads
 
     if ctx.cfg.rl.algo == "ppo":
         from spindoctor.training.ppo import train
     else:
         from spindoctor.training.grpo import train
-    torch.set_num_threads(ctx.cfg.threads)
+    set_torch_threads(ctx.cfg.threads)
     out = {}
     for label in ctx.cfg.rl.starts:
         ctx.say(f"RL ({ctx.cfg.rl.algo}) from the SFT {label} checkpoint")

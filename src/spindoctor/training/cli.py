@@ -90,7 +90,7 @@ def rl(
     probe_n: int = typer.Option(None, "--probe-n", help="hands per probe split"),
     lr: float = typer.Option(None, "--lr", help="learning rate"),
     seed: int = typer.Option(None, "--seed", help="random seed"),
-    threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a busy machine)"),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads (default: the CPUs not busy, at most 2)"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="continue a run found in --out"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary only"),
 ) -> None:
@@ -111,13 +111,11 @@ def rl(
         if out is None:
             raise UserError("--out is required with --from")
         jobs = [(start.name, start, out)]
-    import torch
     from transformers.utils import logging as hf_logging
 
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    from spindoctor.devices import set_torch_threads
+
+    set_torch_threads(threads)  # None: the CPUs not busy now, at most 2
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

@@ -77,7 +77,7 @@ class SFTRunConfig(BaseModel):
     salt: str = Field(DEFAULT_SALT, description="partition salt")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="probe settings")
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="tensorboard, wandb, mlflow, ...")
-    threads: int = Field(2, ge=1, description="torch CPU threads")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: the CPUs not busy at the start, at most 2)")
     bf16: bool = Field(False, description="bf16 autocast (TRL's default is on; slow on most CPUs)")
     gradient_checkpointing: bool = Field(False, description="recompute activations (TRL's default is on)")
     trust_remote_code: bool = Field(False, description="allow custom model code")
@@ -209,6 +209,7 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    from spindoctor.devices import set_torch_threads
     from spindoctor.models.load import load_causal_lm
 
     out = Path(cfg.out)
@@ -216,7 +217,7 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
         raise UserError(f"{out} already holds an SFT run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     model, tokenizer = load_causal_lm(cfg.base, cfg.trust_remote_code)
     conversational = bool(getattr(tokenizer, "chat_template", None)) and cfg.fmt == "paper"
     if cfg.fmt == "paper" and not conversational:
