@@ -17,6 +17,7 @@ from spindoctor.training import rl_common
 from spindoctor.training.ppo import (
     PolicyAndValue,
     PPOConfig,
+    collate,
     game_reward,
     rollout,
     token_logp_and_values,
@@ -110,7 +111,7 @@ def test_values_read_during_generation_match_the_training_forward(tiny_ckpt):
     cfg = PPOConfig(**TINY)
     transitions, _ = rollout(policy, tokenizer, hands, cfg, game_reward("compact"), model.value_head)
     assert len({len(t.prompt_ids) for t in transitions}) > 1
-    batch = rl_common.collate(transitions, tokenizer.pad_token_id, "cpu")
+    batch = collate(transitions, tokenizer.pad_token_id, "cpu")
     with torch.no_grad():
         _, values = token_logp_and_values(model, batch, cfg.temperature)
     assert values.tolist() == pytest.approx([t.value_old for t in transitions], abs=1e-5)
@@ -183,3 +184,11 @@ def test_step_zero_reuses_the_start_checkpoints_probe_rows_only_when_configs_mat
     for row in step0:
         assert row["acc"] == fresh[row["split"]].acc
         assert row["loss"] == pytest.approx(fresh[row["split"]].loss, rel=1e-5)
+
+
+def test_train_rows_log_explained_variance_beside_clip_fraction_and_kl(tiny_ckpt, tmp_path):
+    train(PPOConfig(**TINY, steps=1), tiny_ckpt, tmp_path / "run", show_progress=False)
+    row = read_jsonl(tmp_path / "run" / "train.jsonl")[0]
+    assert {"clipfrac", "approx_kl", "explained_variance"} <= set(row)
+    ev = row["explained_variance"]
+    assert ev is None or (math.isfinite(ev) and ev <= 1.0)

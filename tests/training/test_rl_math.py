@@ -7,12 +7,14 @@ import math
 import pytest
 import torch
 
-from spindoctor.training.rl_common import formula_start
 from spindoctor.training.rl_math import (
     action_logprob,
     clipped_policy_loss,
     clipped_value_loss,
     cosine_lr,
+    explained_variance,
+    explained_variance_from_moments,
+    formula_start,
     gae,
     kl_to_reference,
     masked_mean_var,
@@ -175,3 +177,38 @@ def test_cosine_lr():
     assert cosine_lr(50, 100, 1.0, floor=0.2) == pytest.approx(0.6)
     assert cosine_lr(100, 100, 1.0, floor=0.2) == pytest.approx(0.2)
     assert cosine_lr(0, 100, 1.0, warmup=4) == pytest.approx(0.25)
+
+
+def test_explained_variance_matches_an_independent_numpy_computation():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    returns = rng.normal(size=50)
+    values = returns + rng.normal(scale=0.5, size=50)
+    expected = 1.0 - np.var(returns - values) / np.var(returns)  # CleanRL's formula
+    got = explained_variance(torch.tensor(values, dtype=torch.float32), torch.tensor(returns, dtype=torch.float32))
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert explained_variance(torch.tensor(returns), torch.tensor(returns)) == pytest.approx(1.0)
+    mean = torch.full((50,), float(returns.mean()), dtype=torch.float64)
+    assert explained_variance(mean, torch.tensor(returns)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_explained_variance_from_summed_moments_equals_the_whole_buffer():
+    g = torch.Generator().manual_seed(1)
+    returns, values = torch.randn(40, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64)
+
+    def moments(r, v):
+        e = r - v
+        return [r.numel(), float(r.sum()), float(e.sum()), float((r**2).sum()), float((e**2).sum())]
+
+    a, b = moments(returns[:13], values[:13]), moments(returns[13:], values[13:])  # two "processes"
+    n, s_r, s_e, q_r, q_e = (x + y for x, y in zip(a, b, strict=True))
+    assert explained_variance_from_moments(n, (s_r, s_e), (q_r, q_e)) == pytest.approx(
+        explained_variance(values, returns), abs=1e-12)
+
+
+def test_explained_variance_is_undefined_without_spread():
+    assert explained_variance(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 3.0])) is None
+    assert explained_variance(torch.tensor([1.0]), torch.tensor([2.0])) is None
+    with pytest.raises(ValueError, match="shapes differ"):
+        explained_variance(torch.zeros(3), torch.zeros(4))

@@ -219,3 +219,58 @@ def teacher_forced_nll(
         if on_batch:
             on_batch(finished, len(sequences))
     return total, count
+
+
+def sample_responses(
+    model: Any, tokenizer: Any, texts: list[str], *, temperature: float, max_new_tokens: int,
+    min_new_tokens: int = 0, last_prompt_state: bool = False,
+) -> tuple[list[list[int]], list[list[int]], Any]:
+    """Sample one response per rendered prompt in one left-padded batch (no top-k, no top-p).
+
+    Returns the prompt ids (padding removed), the response ids (up to and including
+    the first EOS) and, with ``last_prompt_state``, the (B, H) final hidden state of
+    each prompt's last token as the LM head receives it in the prefill (left padding
+    puts every last prompt token in the last column), else None. The state is caught
+    by a hook on the output embeddings, so it costs no extra forward pass.
+    """
+    import torch
+
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
+    seen: list[torch.Tensor] = []
+    hook = None
+    if last_prompt_state:
+        hook = model.get_output_embeddings().register_forward_pre_hook(
+            lambda _mod, args: None if seen else seen.append(args[0][:, -1].detach())
+        )
+    try:
+        with torch.no_grad():
+            out = model.generate(
+                **enc.to(model.device), do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            )
+    finally:
+        if hook is not None:
+            hook.remove()
+    prompts, responses = [], []
+    for row, mask, gen in zip(enc["input_ids"], enc["attention_mask"], out[:, enc["input_ids"].shape[1] :], strict=True):
+        prompts.append(row[mask.bool()].tolist())
+        ids = gen.tolist()
+        if tokenizer.eos_token_id in ids:
+            ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
+        responses.append(ids)
+    return prompts, responses, (seen[0] if seen else None)
+
+
+def token_end_offsets(tokenizer: Any, ids: list[int]) -> list[int]:
+    """End offset, in characters of the decoded text, of each token of ``ids``.
+
+    Each token is decoded alone (special tokens dropped): exact for a
+    character-level tokenizer, approximate for byte-level BPE around multi-byte
+    characters.
+    """
+    ends, total = [], 0
+    for piece in tokenizer.batch_decode([[t] for t in ids], skip_special_tokens=True):
+        total += len(piece)
+        ends.append(total)
+    return ends

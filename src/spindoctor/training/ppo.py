@@ -1,28 +1,24 @@
 """PPO with a value head, the paper's RL stage, in one file (CleanRL ppo.py style).
 
-Reads top to bottom: setup, rollout (episodes + reward), advantage, loss,
-update step, probe, checkpoint, the training loop; the config and presets are in
-:mod:`spindoctor.training.ppo_config` (no torch needed to validate one). The maths lives in
-:mod:`spindoctor.training.rl_math`; the run directory and the probes in
-:mod:`spindoctor.training.rl_common`.
+Top to bottom: setup, rollout (episodes + reward), batches, advantage, loss,
+update, checkpoint, logging, the loop. Config and presets:
+:mod:`~spindoctor.training.ppo_config`; pure maths: :mod:`~spindoctor.training.rl_math`;
+what GRPO shares (loading, run folder, probes): :mod:`~spindoctor.training.rl_common`.
 
-Reference (spec/findings.md, "Reference training settings"): one response is
-one action whose log-probability sums its tokens (those before the formula
-weighted 0.5); a value head h -> h/4 -> h/8 -> 1 on the final hidden state of
-the last prompt token; GAE over the turns of a 5-turn revision episode
-(gamma 0.9, lambda 0.95); advantages normalised over the buffer; clip 0.1 for
-policy and value; value coefficient 0.5; 4 epochs; max grad norm 0.01; Adam
-lr 1e-6 cosine to ~0; no KL penalty; rollouts at temperature 0.2.
-
-Runs single-process or under ``accelerate launch --num_processes N`` (DDP):
-each process plays ``episodes_per_step / N`` episodes, gradients are averaged,
-advantages are whitened with statistics over all processes.
+The reference settings (docs/design.md, "RL"): one response is one action whose
+log-probability sums its tokens (those before the formula weighted 0.5); a
+value head h -> h/4 -> h/8 -> 1 on the last prompt token's final hidden state;
+GAE over the turns of a 5-turn revision episode (gamma 0.9, lambda 0.95);
+advantages whitened over the buffer; clip 0.1 (policy and value); value
+coefficient 0.5; 4 epochs; max grad norm 0.01; Adam 1e-6 cosine; no KL; rollouts
+at temperature 0.2. Under ``accelerate launch`` (DDP) each process plays
+``episodes_per_step / N`` episodes; statistics are summed over processes.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,32 +28,28 @@ from torch import nn
 
 from spindoctor.errors import UserError
 from spindoctor.game.deal import Hand, deal_hands
-from spindoctor.game.episodes import feedback_text, judge_response
 from spindoctor.game.formats import render_prompt
-from spindoctor.io import atomic_write_json
-from spindoctor.models.checkpoints import (
-    DONE_FILE,
-    check_checkpoint,
-    checkpoint_path,
-    last_checkpoint_step,
-    load_optimizer,
-    save_optimizer,
-    writing_checkpoint,
-)
+from spindoctor.io import append_jsonl, atomic_write_json
+from spindoctor.models import checkpoints as ckpt
+from spindoctor.models.generate import sample_responses, token_end_offsets
 from spindoctor.training import rl_common as common
 from spindoctor.training.ppo_config import PPOConfig
+from spindoctor.training.rl_common import RewardFn, game_reward
 from spindoctor.training.rl_math import (
     action_logprob,
     clipped_policy_loss,
     clipped_value_loss,
     cosine_lr,
+    explained_variance_from_moments,
+    formula_start,
     gae,
     kl_to_reference,
     mean_var_from_moments,
+    prefix_token_weights,
     whiten,
 )
 
-# ---------------------------------------------------------------- config: spindoctor.training.ppo_config
+VALUE_HEAD = "value_head.safetensors"
 
 
 # ---------------------------------------------------------------- setup
@@ -102,55 +94,15 @@ class Transition:
     ret: float = 0.0
 
 
-RewardFn = Callable[[Hand, str], tuple[float, bool, str]]
-
-
-def game_reward(fmt: str) -> RewardFn:
-    """The game's reward table: (reward, correct, revision feedback) of a response."""
-
-    def reward(hand: Hand, text: str) -> tuple[float, bool, str]:
-        _, verdict = judge_response(fmt, text, hand)  # type: ignore[arg-type]
-        return verdict.reward, verdict.correct, feedback_text(verdict)
-
-    return reward
-
-
 # ---------------------------------------------------------------- rollout
 @torch.no_grad()
-def generate(policy, tokenizer, texts: list[str], cfg: PPOConfig, value_head: nn.Module | None = None):
-    """Sample one response per prompt.
-
-    Returns prompt ids, response ids (up to the first EOS) and, with a
-    ``value_head``, the value of each prompt: the head reads the final hidden
-    state of the last prompt token as the LM head receives it in the prefill
-    (left padding puts every prompt's last token in the last column), so the
-    critic costs no extra forward pass.
-    """
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
-    seen: list[torch.Tensor] = []
-    hook = None
-    if value_head is not None:
-        hook = policy.get_output_embeddings().register_forward_pre_hook(
-            lambda _mod, args: None if seen else seen.append(args[0][:, -1].detach())
-        )
-    try:
-        out = policy.generate(
-            **enc.to(policy.device), do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-            max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens or None,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        )
-    finally:
-        if hook is not None:
-            hook.remove()
-    values = value_head(seen[0].float()).squeeze(-1).tolist() if seen else [0.0] * len(texts)
-    prompts, responses = [], []
-    for row, mask, gen in zip(enc["input_ids"], enc["attention_mask"], out[:, enc["input_ids"].shape[1] :], strict=True):
-        prompts.append(row[mask.bool()].tolist())
-        ids = gen.tolist()
-        if tokenizer.eos_token_id in ids:
-            ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
-        responses.append(ids)
-    return prompts, responses, values
+def sample(policy, tokenizer, texts: list[str], cfg: PPOConfig, value_head: nn.Module | None = None):
+    """One sampled response per prompt (ids up to the first EOS) and, with a ``value_head``, each
+    prompt's value, read from the prefill's last prompt state (no extra forward pass)."""
+    prompts, responses, state = sample_responses(
+        policy, tokenizer, texts, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+        min_new_tokens=cfg.min_new_tokens, last_prompt_state=value_head is not None)
+    return prompts, responses, value_head(state.float()).squeeze(-1).tolist() if state is not None else [0.0] * len(texts)
 
 
 def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: RewardFn, value_head=None):
@@ -166,12 +118,13 @@ def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: Rew
     active = list(range(len(hands)))
     for turn in range(cfg.max_turns):
         texts = [common.render_state(tokenizer, convs[i]) for i in active]
-        prompts, responses, values = generate(policy, tokenizer, texts, cfg, value_head)
+        prompts, responses, values = sample(policy, tokenizer, texts, cfg, value_head)
         still = []
         for i, p_ids, r_ids, value in zip(active, prompts, responses, values, strict=True):
             text = tokenizer.decode(r_ids, skip_special_tokens=True)
             reward, correct, feedback = reward_fn(hands[i], text)
-            weights = common.token_weights(tokenizer, r_ids, common.formula_start(cfg.fmt, text), cfg.prefix_weight)
+            ends = token_end_offsets(tokenizer, r_ids)
+            weights = prefix_token_weights(ends, formula_start(cfg.fmt, text), cfg.prefix_weight)
             transitions.append(Transition(p_ids, r_ids, weights, i, turn, float(reward), value_old=value))
             convs[i].append({"role": "assistant", "content": text})
             success[i] = success[i] or correct
@@ -182,6 +135,31 @@ def rollout(policy, tokenizer, hands: list[Hand], cfg: PPOConfig, reward_fn: Rew
         if not active:
             break
     return transitions, success
+
+
+# ---------------------------------------------------------------- batches
+def collate(batch: list, pad_id: int, device) -> dict:
+    """Tensors of a batch of PPO transitions: prompts left-padded and responses right-padded,
+    so every prompt ends in the same column (where the value head reads)."""
+
+    p_len = max(len(t.prompt_ids) for t in batch)
+    r_len = max(len(t.response_ids) for t in batch)
+    ids, attn, resp, weights, mask, ref = [], [], [], [], [], []
+    for t in batch:
+        p_pad, r_pad = p_len - len(t.prompt_ids), r_len - len(t.response_ids)
+        ids.append([pad_id] * p_pad + t.prompt_ids + t.response_ids + [pad_id] * r_pad)
+        attn.append([0] * p_pad + [1] * (len(t.prompt_ids) + len(t.response_ids)) + [0] * r_pad)
+        resp.append(t.response_ids + [pad_id] * r_pad)
+        weights.append(t.weights + [0.0] * r_pad)
+        mask.append([1.0] * len(t.response_ids) + [0.0] * r_pad)
+        ref.append((t.ref_logp or [0.0] * len(t.response_ids)) + [0.0] * r_pad)
+    out = {"input_ids": ids, "attention_mask": attn, "response_ids": resp}
+    tensors = {k: torch.tensor(v, device=device) for k, v in out.items()}
+    for name, rows in (("weights", weights), ("mask", mask), ("ref_logp", ref)):
+        tensors[name] = torch.tensor(rows, dtype=torch.float32, device=device)
+    for name in ("logp_old", "value_old", "advantage", "ret"):
+        tensors[name] = torch.tensor([getattr(t, name) for t in batch], dtype=torch.float32, device=device)
+    return tensors
 
 
 def token_logp_and_values(model, batch: dict, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,7 +184,7 @@ def score_buffer(model, ref_policy, transitions: list[Transition], pad_id: int, 
     chunk = max(1, -(-len(transitions) // (cfg.minibatches * cfg.grad_accum_steps)))
     for start in range(0, len(transitions), chunk):
         part = transitions[start : start + chunk]
-        batch = common.collate(part, pad_id, device)
+        batch = collate(part, pad_id, device)
         token_logp, _ = token_logp_and_values(model, batch, cfg.temperature)
         logp = action_logprob(token_logp, batch["weights"])
         ref = token_logp_and_values(ref_policy, batch, cfg.temperature)[0] if ref_policy is not None else None
@@ -227,12 +205,21 @@ def assign_advantages(transitions: list[Transition], cfg: PPOConfig, accelerator
     adv, ret = gae(rewards, values, mask, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         flat = adv[mask.bool()].double()
-        moments = torch.tensor([flat.numel(), flat.sum(), (flat**2).sum()], dtype=torch.float64)
-        n, total, total_sq = accelerator.reduce(moments.to(accelerator.device), "sum").tolist()
+        n, total, total_sq = common.sum_over_processes(accelerator, [flat.numel(), flat.sum(), (flat**2).sum()])
         mean, var = mean_var_from_moments(n, total, total_sq)
         adv = whiten(adv, mask, mean, var)
     for t in transitions:
         t.advantage, t.ret = float(adv[t.episode, t.turn]), float(ret[t.episode, t.turn])
+
+
+def value_explained_variance(transitions: list[Transition], accelerator) -> float | None:
+    """How much of the returns' variance the rollout's value predictions explain, over
+    every process's buffer (:func:`~spindoctor.training.rl_math.explained_variance_from_moments`)."""
+    ret = torch.tensor([t.ret for t in transitions], dtype=torch.float64)
+    err = ret - torch.tensor([t.value_old for t in transitions], dtype=torch.float64)
+    sums = [len(transitions), ret.sum(), err.sum(), (ret**2).sum(), (err**2).sum()]
+    n, s_ret, s_err, sq_ret, sq_err = common.sum_over_processes(accelerator, sums)
+    return explained_variance_from_moments(n, (s_ret, s_err), (sq_ret, sq_err))
 
 
 # ---------------------------------------------------------------- loss and update step
@@ -269,7 +256,8 @@ def ppo_update(model, optimizer, accelerator, transitions, cfg: PPOConfig, step:
                 idx = chunks[mb * cfg.grad_accum_steps + k].tolist()
                 sync = k == cfg.grad_accum_steps - 1
                 with nullcontext() if sync else accelerator.no_sync(model):
-                    loss, stats = ppo_loss(model, common.collate([transitions[i] for i in idx], pad_id, accelerator.device), cfg)
+                    batch = collate([transitions[i] for i in idx], pad_id, accelerator.device)
+                    loss, stats = ppo_loss(model, batch, cfg)
                     accelerator.backward(loss / cfg.grad_accum_steps)
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)
@@ -291,25 +279,39 @@ def save_checkpoint(accelerator, model, optimizer, tokenizer, out: Path, step: i
 
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        with writing_checkpoint(out, step) as tmp:
+        with ckpt.writing_checkpoint(out, step) as tmp:
             unwrapped.policy.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            value_head = {k: v.contiguous() for k, v in unwrapped.value_head.state_dict().items()}
-            save_file(value_head, str(tmp / "value_head.safetensors"))
-            save_optimizer(optimizer, tmp)
+            save_file({k: v.contiguous() for k, v in unwrapped.value_head.state_dict().items()}, str(tmp / VALUE_HEAD))
+            ckpt.save_optimizer(optimizer, tmp)
             atomic_write_json(tmp / "trainer_state.json", {"step": step, "opt_step": opt_step})
     accelerator.wait_for_everyone()
 
 
 def load_checkpoint(model: PolicyAndValue, optimizer, folder: Path) -> int:
     """Restore the value head and the optimiser; return the optimiser step count."""
-    import json
-
     from safetensors.torch import load_file
 
-    model.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors")))
-    load_optimizer(optimizer, folder)
+    model.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD)))
+    ckpt.load_optimizer(optimizer, folder)
     return int(json.loads((folder / "trainer_state.json").read_text())["opt_step"])
+
+
+# ---------------------------------------------------------------- logging
+def log_step(accelerator, out: Path, step: int, transitions, success, stats: dict, seconds: float) -> dict:
+    """Reduce PPO rollout statistics over processes and append one row to train.jsonl."""
+    first = [t.reward for t in transitions if t.turn == 0]
+    sums = [len(first), sum(first), sum(success), len(transitions), sum(t.reward for t in transitions)]
+    n_eps, r_first, n_success, n_samples, r_all = common.sum_over_processes(accelerator, sums)
+    row = {
+        "stage": "rl", "algo": "ppo", "step": step, "episodes": int(n_eps), "samples": int(n_samples),
+        "reward_first_turn": r_first / n_eps, "reward_mean": r_all / n_samples, "success": n_success / n_eps,
+        **{k: None if v is None else round(v, 6) for k, v in stats.items()}, "seconds": round(seconds, 3),
+        "samples_per_s": round(n_samples / seconds, 3),
+    }
+    if accelerator.is_main_process:
+        append_jsonl(out / ckpt.TRAIN_LOG_FILE, row)
+    return row
 
 
 # ---------------------------------------------------------------- the loop
@@ -339,15 +341,15 @@ def setup(cfg: PPOConfig, start: str | Path, out: Path, resume: bool) -> Setup |
             f"--episodes-per-step {cfg.episodes_per_step} must be a multiple of the {world} processes and give each "
             f"at least minibatches x grad_accum_steps = {cfg.minibatches * cfg.grad_accum_steps} episodes"
         )
-    check_checkpoint(start)
+    ckpt.check_checkpoint(start)
     probe_cfg = common.probe_settings(cfg.fmt, cfg.probe)
     if accelerator.is_main_process:
         common.prepare_run_dir(out, {**cfg.model_dump(), "start": str(start)}, resume)
     accelerator.wait_for_everyone()
-    done_step = last_checkpoint_step(out)
-    if (out / DONE_FILE).exists() and done_step >= cfg.steps:
+    done_step = ckpt.last_checkpoint_step(out)
+    if (out / ckpt.DONE_FILE).exists() and done_step >= cfg.steps:
         return None
-    policy, tokenizer = common.load_policy(checkpoint_path(out, done_step) if done_step else start, cfg.trust_remote_code)
+    policy, tokenizer = common.load_policy(ckpt.checkpoint_path(out, done_step) if done_step else start, cfg.trust_remote_code)
     torch.manual_seed(cfg.seed)
     model = PolicyAndValue(policy)
     ref = None
@@ -355,7 +357,7 @@ def setup(cfg: PPOConfig, start: str | Path, out: Path, resume: bool) -> Setup |
         ref = PolicyAndValue(common.load_policy(start, cfg.trust_remote_code)[0]).eval().requires_grad_(False)
         ref.to(accelerator.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    opt_step = load_checkpoint(model, optimizer, checkpoint_path(out, done_step)) if done_step else 0
+    opt_step = load_checkpoint(model, optimizer, ckpt.checkpoint_path(out, done_step)) if done_step else 0
     model, optimizer = accelerator.prepare(model, optimizer)
     return Setup(accelerator, model, optimizer, tokenizer, ref, done_step, opt_step, probe_cfg)
 
@@ -368,7 +370,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
     out = Path(out)
     run = setup(cfg, start, out, resume)
     if run is None:
-        return {"out": str(out), "step": last_checkpoint_step(out), "skipped": True}
+        return {"out": str(out), "step": ckpt.last_checkpoint_step(out), "skipped": True}
     acc, model, tokenizer = run.accelerator, run.model, run.tokenizer
     reward_fn = reward_fn or game_reward(cfg.fmt)
     n_local, opt_step = cfg.episodes_per_step // acc.num_processes, run.opt_step
@@ -389,9 +391,11 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
             transitions, success = rollout(unwrapped.policy, tokenizer, hands, cfg, reward_fn, unwrapped.value_head)
             score_buffer(unwrapped, run.ref, transitions, tokenizer.pad_token_id, cfg, acc.device)
             assign_advantages(transitions, cfg, acc)
+            explained = value_explained_variance(transitions, acc)
             model.train()
             stats, opt_step = ppo_update(model, run.optimizer, acc, transitions, cfg, step, opt_step, tokenizer.pad_token_id)
-            last = common.log_step(acc, out, step, transitions, success, stats, time.perf_counter() - t0)
+            stats["explained_variance"] = explained
+            last = log_step(acc, out, step, transitions, success, stats, time.perf_counter() - t0)
             progress.update(task, advance=1, description=f"ppo reward {last['reward_first_turn']:+.2f}")
             if step == cfg.steps or (cfg.probe_every and step % cfg.probe_every == 0):
                 if cfg.probe_every and acc.is_main_process:
@@ -399,6 +403,6 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
                 save_checkpoint(acc, model, run.optimizer, tokenizer, out, step, opt_step)
     spread = common.replica_spread(acc, model)
     if acc.is_main_process:
-        atomic_write_json(out / DONE_FILE, {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
+        atomic_write_json(out / ckpt.DONE_FILE, {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
     acc.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last, "replica_max_abs_diff": spread}

@@ -1,4 +1,5 @@
-"""What PPO and GRPO share: safe loading, prompt rendering, the run folder, probes.
+"""What PPO and GRPO share: loading, the game's reward, prompt rendering, the run folder,
+probes, and a check that data-parallel replicas agree.
 
 Run folder (docs/design.md, "Run folder"; names in
 :mod:`spindoctor.models.checkpoints`): ``config.yaml`` (resolved, written
@@ -11,14 +12,15 @@ safetensors, written atomically) and ``done.json`` when the run finished.
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from spindoctor.errors import UserError, first_error
-from spindoctor.game.formats import FormatName
+from spindoctor.game.deal import Hand
+from spindoctor.game.episodes import feedback_text, judge_response
 from spindoctor.io import (
     append_jsonl,
     atomic_write_jsonl,
@@ -33,9 +35,6 @@ from spindoctor.models.checkpoints import (
     last_checkpoint_step,
     remove_partial_checkpoints,
 )
-from spindoctor.training.rl_math import prefix_token_weights
-
-_PAPER_FORMULA_KEY = re.compile(r"""["']formula["']""")
 
 
 def load_policy(path: str | Path, trust_remote_code: bool = False):
@@ -47,6 +46,19 @@ def load_policy(path: str | Path, trust_remote_code: bool = False):
     return model, tokenizer
 
 
+RewardFn = Callable[[Hand, str], tuple[float, bool, str]]
+
+
+def game_reward(fmt: str) -> RewardFn:
+    """The game's reward table: (reward, correct, revision feedback) of a response."""
+
+    def reward(hand: Hand, text: str) -> tuple[float, bool, str]:
+        _, verdict = judge_response(fmt, text, hand)  # type: ignore[arg-type]
+        return verdict.reward, verdict.correct, feedback_text(verdict)
+
+    return reward
+
+
 def render_state(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     """The text a policy continues after ``messages``; the probes' rendering, so that RL
     trains on exactly the text the probes measure (chat template, or plain turns)."""
@@ -55,57 +67,13 @@ def render_state(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return render_chat(tokenizer, messages)
 
 
-def formula_start(fmt: FormatName, response: str) -> int | None:
-    """Character offset where the formula part of a response begins, or None.
-
-    compact: just after the ``|``; paper: at the ``"formula"`` key. The
-    reference weights the log-probability of the tokens before it by 0.5.
-    """
-    if fmt == "compact":
-        first_line = response.split("\n", 1)[0]
-        bar = first_line.find("|")
-        return bar + 1 if bar >= 0 else None
-    match = _PAPER_FORMULA_KEY.search(response)
-    return match.start() if match else None
-
-
-# ---------------------------------------------------------------- batches
-def token_weights(tokenizer: Any, response_ids: list[int], formula_at: int | None, weight: float) -> list[float]:
-    """Per-token weights of a response: ``weight`` before the formula, 1 from it on.
-
-    Token end offsets come from decoding each token alone (exact for the
-    character organism, approximate for byte-level BPE around multi-byte characters).
-    """
-    ends, total = [], 0
-    for piece in tokenizer.batch_decode([[t] for t in response_ids], skip_special_tokens=True):
-        total += len(piece)
-        ends.append(total)
-    return prefix_token_weights(ends, formula_at, weight)
-
-
-def collate(batch: list, pad_id: int, device) -> dict:
-    """Tensors of a batch of PPO transitions: prompts left-padded and responses right-padded,
-    so every prompt ends in the same column (where the value head reads)."""
+# ---------------------------------------------------------------- processes
+def sum_over_processes(accelerator, values: list) -> list[float]:
+    """Each of ``values`` (numbers or 0-d tensors) summed over every process, in float64."""
     import torch
 
-    p_len = max(len(t.prompt_ids) for t in batch)
-    r_len = max(len(t.response_ids) for t in batch)
-    ids, attn, resp, weights, mask, ref = [], [], [], [], [], []
-    for t in batch:
-        p_pad, r_pad = p_len - len(t.prompt_ids), r_len - len(t.response_ids)
-        ids.append([pad_id] * p_pad + t.prompt_ids + t.response_ids + [pad_id] * r_pad)
-        attn.append([0] * p_pad + [1] * (len(t.prompt_ids) + len(t.response_ids)) + [0] * r_pad)
-        resp.append(t.response_ids + [pad_id] * r_pad)
-        weights.append(t.weights + [0.0] * r_pad)
-        mask.append([1.0] * len(t.response_ids) + [0.0] * r_pad)
-        ref.append((t.ref_logp or [0.0] * len(t.response_ids)) + [0.0] * r_pad)
-    out = {"input_ids": ids, "attention_mask": attn, "response_ids": resp}
-    tensors = {k: torch.tensor(v, device=device) for k, v in out.items()}
-    for name, rows in (("weights", weights), ("mask", mask), ("ref_logp", ref)):
-        tensors[name] = torch.tensor(rows, dtype=torch.float32, device=device)
-    for name in ("logp_old", "value_old", "advantage", "ret"):
-        tensors[name] = torch.tensor([getattr(t, name) for t in batch], dtype=torch.float32, device=device)
-    return tensors
+    local = torch.tensor([float(v) for v in values], dtype=torch.float64, device=accelerator.device)
+    return accelerator.reduce(local, "sum").tolist()
 
 
 def replica_spread(accelerator, model) -> float:
@@ -224,25 +192,3 @@ def probe_start(model: Any, tokenizer: Any, probe_cfg: dict, start: str | Path, 
     for row in rows:
         append_jsonl(out / METRICS_FILE, row)
     return rows
-
-
-# ---------------------------------------------------------------- logging
-def log_step(accelerator, out: Path, step: int, transitions, success, stats: dict, seconds: float) -> dict:
-    """Reduce PPO rollout statistics over processes and append one row to train.jsonl."""
-    import torch
-
-    first = [t.reward for t in transitions if t.turn == 0]
-    sums = torch.tensor(
-        [len(first), sum(first), sum(success), len(transitions), sum(t.reward for t in transitions)],
-        dtype=torch.float64, device=accelerator.device,
-    )
-    n_eps, r_first, n_success, n_samples, r_all = accelerator.reduce(sums, "sum").tolist()
-    row = {
-        "stage": "rl", "algo": "ppo", "step": step, "episodes": int(n_eps), "samples": int(n_samples),
-        "reward_first_turn": r_first / n_eps, "reward_mean": r_all / n_samples, "success": n_success / n_eps,
-        **{k: round(v, 6) for k, v in stats.items()}, "seconds": round(seconds, 3),
-        "samples_per_s": round(n_samples / seconds, 3),
-    }
-    if accelerator.is_main_process:
-        append_jsonl(out / TRAIN_LOG_FILE, row)
-    return row

@@ -1,9 +1,9 @@
 """The maths of the RL stage as small pure functions (no models, no I/O).
 
-Reference behaviour (spec/findings.md, "Reference training settings"): the
-authors' PPO treats one whole response as one action. Its log-probability is
-the sum of the token log-probabilities, with the tokens written before the
-formula weighted 0.5; a value head scores the state (the prompt) from the
+Reference behaviour (the settings of the authors of Jin et al.,
+arXiv:2508.16546; docs/design.md, "RL"): their PPO treats one whole response
+as one action. Its log-probability is the sum of the token log-probabilities,
+with the tokens written before the formula weighted 0.5; a value head scores the state (the prompt) from the
 final hidden state of its last token; advantages come from GAE over the turns
 of a revision episode (gamma 0.9, lambda 0.95) and are normalised over the
 buffer; policy and value losses are clipped at 0.1; no KL penalty.
@@ -16,8 +16,11 @@ episode, ``L`` the tokens of a response.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
+
+_PAPER_FORMULA_KEY = re.compile(r"""["']formula["']""")
 
 
 def _check_same_shape(**tensors: torch.Tensor) -> None:
@@ -219,6 +222,21 @@ def kl_to_reference(
     return (per_token * m).sum() / m.sum().clamp(min=1.0)
 
 
+def formula_start(fmt: str, response: str) -> int | None:
+    """Character offset where the formula part of a response begins, or None.
+
+    ``compact``: just after the ``|`` of the first line; ``paper``: at the
+    ``"formula"`` key. The reference weights the log-probability of the tokens
+    before it by 0.5 (:func:`prefix_token_weights`).
+    """
+    if fmt == "compact":
+        first_line = response.split("\n", 1)[0]
+        bar = first_line.find("|")
+        return bar + 1 if bar >= 0 else None
+    match = _PAPER_FORMULA_KEY.search(response)
+    return match.start() if match else None
+
+
 def prefix_token_weights(char_ends: list[int], formula_start: int | None, weight: float) -> list[float]:
     """Weights of the response tokens: ``weight`` before the formula, 1 from it on.
 
@@ -258,3 +276,36 @@ def mean_var_from_moments(n: float, total: float, total_sq: float) -> tuple[floa
     mean = total / n
     var = (total_sq - n * mean * mean) / (n - 1) if n > 1 else 0.0
     return mean, max(var, 0.0)
+
+
+def explained_variance_from_moments(n: float, sums: tuple[float, float], sums_sq: tuple[float, float]) -> float | None:
+    """``1 - Var(returns - values) / Var(returns)`` from summed moments (processes add theirs).
+
+    Parameters
+    ----------
+    n : number of (value, return) pairs
+    sums : (sum of returns, sum of residuals returns - values)
+    sums_sq : (sum of squared returns, sum of squared residuals)
+
+    Returns
+    -------
+    float or None
+        1 when the value head predicts every return, 0 when it does no better
+        than the mean return, negative when worse; None when fewer than two
+        pairs or the returns do not vary (undefined).
+    """
+    _, var_ret = mean_var_from_moments(n, sums[0], sums_sq[0])
+    _, var_err = mean_var_from_moments(n, sums[1], sums_sq[1])
+    if n < 2 or var_ret == 0.0:
+        return None
+    return 1.0 - var_err / var_ret
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float | None:
+    """Explained variance of a value head's predictions ``values`` (N,) of ``returns`` (N,),
+    as CleanRL logs it; see :func:`explained_variance_from_moments`."""
+    _check_same_shape(values=values, returns=returns)
+    ret, err = returns.double().flatten(), (returns - values).double().flatten()
+    return explained_variance_from_moments(
+        ret.numel(), (float(ret.sum()), float(err.sum())), (float((ret**2).sum()), float((err**2).sum()))
+    )
