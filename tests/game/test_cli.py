@@ -31,6 +31,26 @@ def test_check_paper_answer(capsys):
     assert code == 0 and json.loads(out)["correct"] is True
 
 
+@pytest.mark.parametrize(
+    ("args", "reward"),
+    [
+        pytest.param(["--cards", "K,5,2,4", "--answer", "(10-5+2)*4-4=²"], -2.0, id="superscript-after-equals"),
+        pytest.param(["--cards", "K,5,2,4", "--format", "compact", "--answer", " ²|(10-5+2)*4-4"], -2.0,
+                     id="superscript-in-compact-values"),
+        pytest.param(["--cards", "1,2,3,4,5,6", "--answer", "(1+2"], 1.0, id="six-card-prefix"),
+        pytest.param(["--cards", "3,8,A,A", "--answer", "3*8*1*1 = 24", "--judge", "reference"], -3.0,
+                     id="reference-blank"),
+        pytest.param(["--cards", "3,3,8,8", "--answer", "8/(3-8/3)", "--judge", "reference"], 0.0,
+                     id="reference-float-miss"),
+        pytest.param(["--cards", "3,8,A,A", "--format", "paper", "--answer", '"formula": "3*8*1*1\'=24"'], -3.0,
+                     id="apostrophe-in-formula"),
+    ],
+)
+def test_check_regressions(capsys, args, reward):
+    code, out, err = run(capsys, "game", "check", *args, "--json")
+    assert code == 0 and not err and json.loads(out)["reward"] == reward
+
+
 def test_solve_all_json(capsys):
     code, out, _ = run(capsys, "game", "solve", "3", "3", "8", "8", "--all", "--json")
     obj = json.loads(out)
@@ -60,6 +80,10 @@ def test_stats_json(capsys):
         pytest.param(["game", "check", "--cards", "X,1,2,3", "--answer", "1"], id="bad-card"),
         pytest.param(["game", "check", "--cards", "1,2,3,4", "--answer", "1", "--rule", "face9"], id="bad-rule"),
         pytest.param(["game", "check", "--cards", "1,2,3,4", "--answer", "1", "--format", "xml"], id="bad-format"),
+        pytest.param(["game", "check", "--cards", "1,2,3,4", "--answer", "1", "--judge", "eval"], id="bad-judge"),
+        pytest.param(["game", "check", "--cards", "1,2,3,4,5", "--answer", "1", "--judge", "reference"],
+                     id="reference-judge-five-cards"),
+        pytest.param(["game", "check", "--cards", "1,2,3,4,5,6,7", "--answer", "(1+2"], id="seven-cards"),
         pytest.param(["game", "deal", "--split", "train"], id="bad-split"),
         pytest.param(["game", "deal", "--n", "5000"], id="too-many-hands"),
         pytest.param(["game", "solve"], id="missing-argument"),

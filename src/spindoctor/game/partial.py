@@ -33,6 +33,7 @@ _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 _OPS = "+-*/"
 MAX_HAND_CARDS = 6  # the largest hand the game deals; larger hands get no partial credit
 _SMALL = 4  # reachable sets of up to this many cards are built; larger ones are split
+_LISTED = 3  # open formulas over up to this many cards have their values listed
 
 
 def _apply(op: str, a: Fraction, b: Fraction) -> Fraction | None:
@@ -133,6 +134,14 @@ def _reach_top_has(values: Values, op: str, goal: Goal) -> bool:
     return False
 
 
+@lru_cache(maxsize=4096)
+def _top_values(values: Values, op: str) -> frozenset:
+    """Values of the formulas over ``values`` (a few cards) whose last operation is ``op``."""
+    out = {_apply(op, a, b) for left, right in splits(values) for a in reachable(left) for b in reachable(right)}
+    out.discard(None)
+    return frozenset(out)
+
+
 def needs_parens(top: str, slot: Slot, minimal: bool) -> bool:
     """Whether a compound operand with operator ``top`` is parenthesised in ``slot``."""
     if slot is None:
@@ -197,6 +206,9 @@ class _PrefixSearch:
         the prefix (or past it) and has a value meeting ``goal``."""
         if off == self.n:
             return _reach_has(values, goal)
+        if len(values) <= _LISTED:
+            found = self.open_values(values, off, slot)
+            return goal[1] in found if goal[0] == "eq" else any(matches(v, goal) for v in found)
         key = (values, off, slot, goal)
         if key not in self.memo_open:
             self.memo_open[key] = self._open(values, off, slot, goal)
@@ -220,6 +232,43 @@ class _PrefixSearch:
                 ):
                     return True
         return False
+
+    def open_values(self, values: Values, off: int, slot: Slot) -> frozenset:
+        """Values of the formulas :meth:`open` asks about, listed (for a few cards: many goals
+        are then asked of one small set)."""
+        key = (values, off, slot)
+        if key not in self.memo_open:
+            self.memo_open[key] = frozenset(self._open_values(values, off, slot))
+        return self.memo_open[key]
+
+    def _open_values(self, values: Values, off: int, slot: Slot) -> set:
+        text, n = self.text, self.n
+        if off == n:
+            return set(reachable(values))
+        if len(values) == 1:
+            return {Fraction(values[0])} if str(values[0]).startswith(text[off:]) else set()
+        out: set = set()
+        for top in _OPS:
+            if not needs_parens(top, slot, self.minimal):
+                out |= self._open_compound_values(values, off, top)
+            elif text[off] == "(":
+                if off + 1 == n:
+                    out |= _top_values(values, top)
+                else:
+                    out |= self._open_compound_values(values, off + 1, top)
+                    out |= {v for v, e in self.closed_compound(values, off + 1, top) if e == n - 1 and text[e] == ")"}
+        return out
+
+    def _open_compound_values(self, values: Values, off: int, op: str) -> set:
+        out: set = set()
+        for left, right in splits(values):
+            for lv, e1 in self.closed(left, off, (op, "L")):
+                if self.text[e1] == op:
+                    out |= {_apply(op, lv, rv) for rv in self.open_values(right, e1 + 1, (op, "R"))}
+            for lv in self.open_values(left, off, (op, "L")):
+                out |= {_apply(op, lv, rv) for rv in reachable(right)}
+        out.discard(None)
+        return out
 
     def open_compound(self, values: Values, off: int, op: str, goal: Goal) -> bool:
         """Whether ``left op right`` over ``values``, unparenthesised from ``off``, runs to the end
