@@ -71,3 +71,12 @@ def test_clear_bad_input_exits_2(args, needle, filled, capsys):
     extra = [] if "--cache" in args else ["--cache", cache]
     code, _, err = run(capsys, "cache", "clear", *extra, *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err
+
+
+@pytest.mark.parametrize("command", [["info"], ["clear", "--all"]], ids=["info", "clear"])
+def test_cache_that_is_a_file_exits_2(command, tmp_path, capsys):
+    f = tmp_path / "cache"
+    f.write_text("not a folder")
+    code, _, err = run(capsys, "cache", *command, "--cache", f)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a folder" in err
+    assert f.read_text() == "not a folder"

