@@ -15,7 +15,7 @@ SD="python3 -c 'import sys; from spindoctor.cli import main; sys.argv[0]=\"spind
 nvidia-smi -L | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, trl; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'trl', trl.__version__)" | tee -a "$OUT/gpu.txt"
 echo "== pytest (CUDA present: device=auto takes the GPU paths)"
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests/spectral tests/organism tests/restore tests/rl 2>&1 | tail -15 | tee "$OUT/pytest.txt"
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests/spectral tests/models tests/probes tests/training tests/restore 2>&1 | tail -15 | tee "$OUT/pytest.txt"
 echo "== quick study on the GPU"
 start=$(date +%s.%N)
 timeout 200 bash -c "$SD study --quick --out /tmp/q" > "$OUT/study.txt" 2>&1; rc=$?

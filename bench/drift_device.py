@@ -5,7 +5,7 @@ A SmolLM2-135M-shaped pair with random weights (30 layers, hidden 576, the
 device present; it prints seconds per device, the CPU/CUDA ratio, and the
 largest difference of the headline metrics between devices. Run by
 ``bench/device_check.sh`` on a GPU machine; on a CPU-only machine it reports CPU only.
-Last line: one JSON object (DESIGN.md, Benchmarks).
+Last line: one JSON object (docs/design.md, "Engineering decisions").
 
     python bench/drift_device.py [--matrices paper]
 """

@@ -7,7 +7,7 @@ Prints, side by side in one run on the same machine and thread:
   reward) beside a naive checker that float-``eval``s the formula, as the
   reference does. The naive checker runs only on formulas this script builds
   itself; spindoctor never evaluates text.
-Last line: one JSON object (DESIGN.md, Benchmarks).
+Last line: one JSON object (docs/design.md, "Engineering decisions").
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ both layouts; the timed work is a whole optimizer step (batch building,
 forward, backward, clip, AdamW), interleaved A/B/A/B so machine noise hits
 both alike. It also reports the largest loss difference seen between the two
 layouts on the same weights (packing is a layout change only: ~1e-6).
-The pretraining budget (issue 3: <= 8 minutes) is what this speeds up.
-Last line: one JSON object (DESIGN.md, Benchmarks).
+The pretraining budget (at most 8 minutes on 2 cores) is what this speeds up.
+Last line: one JSON object (docs/design.md, "Engineering decisions").
 
     python bench/pretrain.py [--steps 30] [--pack-len 96] [--threads 2]
 """

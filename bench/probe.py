@@ -12,8 +12,8 @@ It also reports the share of prompts whose answers agree (greedy decoding
 should give the same text both ways). The model is the pretrained organism
 when ``runs/organism-base`` exists, else a freshly initialised organism of
 the prototype size (the timing depends on the size, not on the weights; the
-``model`` field says which). Goal (issue 3): ratio >= 8.
-Last line: one JSON object (DESIGN.md, Benchmarks).
+``model`` field says which). Goal: ratio >= 8.
+Last line: one JSON object (docs/design.md, "Engineering decisions").
 
     python bench/probe.py [--n 256] [--batch-size 256] [--threads 1] [--base runs/organism-base]
 """

@@ -3,13 +3,13 @@
 A sweep point = compute the edits from cached factorisations (every selected
 matrix of every layer, k_top = 100%: the most expensive point), patch the
 model in place, run the ID/OOD probes, and put the parameters back. The goal
-(issue 5) is <= 1.2x one plain probe evaluation. Both are timed alternately in
+is <= 1.2x one plain probe evaluation. Both are timed alternately in
 one run on the same loaded model; the minimum of several repeats is reported.
 
 Usage: python bench/restore.py [--ref DIR] [--tuned DIR] [--n 500] [--repeats 3]
 Defaults to the organism base and the last SFT checkpoint under runs/ when
 present, else to a tiny random pair built in a temporary folder (said in the output).
-Last line: one JSON object (DESIGN.md, Benchmarks).
+Last line: one JSON object (docs/design.md, "Engineering decisions").
 """
 
 from __future__ import annotations

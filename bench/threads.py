@@ -21,7 +21,7 @@ Busy processes are started and killed here, and each ends by itself after
 ``--busy-cap`` seconds in any case. Rounds alternate the order of conditions and
 variants; the reported numbers are medians over rounds. Other load on the
 machine (``others_busy_cpus``, sampled by each ``new`` worker) is noise for
-both variants alike. Last line: one JSON object (DESIGN.md, Benchmarks).
+both variants alike. Last line: one JSON object (docs/design.md, "Engineering decisions").
 
     python bench/threads.py [--steps 20] [--rounds 3] [--busy 1]
 """

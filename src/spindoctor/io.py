@@ -1,6 +1,6 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename.
 
-DESIGN.md, run directory: a crash never leaves a half-written file under the
+docs/design.md, "Run folder": a crash never leaves a half-written file under the
 final name.
 """
 

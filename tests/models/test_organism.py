@@ -34,7 +34,7 @@ def test_prototype_size_is_about_a_million_parameters():
 
     tok = build_tokenizer()
     n = count_parameters(build_model(OrganismConfig(), tok))
-    assert 1.0e6 < n < 1.1e6  # issue 3: about 1.06M
+    assert 1.0e6 < n < 1.1e6  # the prototype size: about 1.06M
     assert len(tok) == 3 + len(CHARS)
 
 

@@ -22,7 +22,7 @@ def pair(shape=(7, 5), seed=0, dtype=torch.float64):
 
 
 def by_definition(f_ref, f_tuned, k_top, k_tail, mode):
-    """The findings.md formula, literally: concatenate columns, then U diag(s) V^T."""
+    """The docs/design.md formula, literally: concatenate columns, then U diag(s) V^T."""
     n = f_tuned.rank
     mid = slice(k_top, n - k_tail)
     U = torch.cat([f_ref.U[:, :k_top], f_tuned.U[:, mid], f_ref.U[:, n - k_tail:]], dim=1)

@@ -1,1 +1,2 @@
-"""Loading Hugging Face checkpoints safely (safetensors only) and importing other formats."""
+"""Models: safe loading (``load``), generation and teacher-forced loss (``generate``), the
+checkpoint layout of a run folder (``checkpoints``), the model organism, GGUF import."""

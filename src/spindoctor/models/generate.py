@@ -6,7 +6,7 @@ position ids from the attention mask. Prompts are sorted by length before
 batching (less padding) and answers are returned in the input order.
 
 Chats are rendered with the tokenizer's chat template when it has one (the
-``paper`` format, one user turn, no system prompt: spec/generalpoints.md);
+``paper`` format, one user turn, no system prompt: docs/design.md, GeneralPoints);
 otherwise the turns are plain text (the organism's ``compact`` format).
 """
 
@@ -184,7 +184,7 @@ def teacher_forced_nll(
     -------
     (float, int)
         Total NLL in nats and the number of scored tokens; their ratio is the
-        mean per-token loss (the paper's cheap loss proxy, spec/findings.md).
+        mean per-token loss (the paper's cheap loss proxy; docs/design.md, "Probes").
     """
     import inspect
 

@@ -2,7 +2,7 @@
 
 transformers reads GGUF through the optional ``gguf`` package and dequantizes
 the weights, but the loaded model is marked quantized and refuses
-``save_pretrained`` (issue 4, measured facts). So :func:`import_gguf` writes the
+``save_pretrained`` (measured with transformers 5.x). So :func:`import_gguf` writes the
 dequantized state dict with safetensors itself, a clean ``config.json`` (no
 quantization entry; tied embeddings stay tied and ``lm_head.weight`` is not
 duplicated when ``tie_word_embeddings`` is set) and the tokenizer.

@@ -4,7 +4,7 @@ The organism is an ordinary Hugging Face checkpoint (``config.json``,
 ``model.safetensors``, ``tokenizer.json`` + ``tokenizer_config.json``,
 ``generation_config.json``), so ``AutoModelForCausalLM`` and ``AutoTokenizer``
 load it from its folder and every other tool (probes, drift, restore, RL)
-treats it exactly like a real checkpoint. Prototype size (issue 3): hidden
+treats it exactly like a real checkpoint. Prototype size: hidden
 128, 4 layers, 4 heads, MLP 512, about 1.06M parameters.
 
 The vocabulary is one token per character of the game's ``compact`` format

@@ -1,6 +1,6 @@
 """The organism's pretraining corpus: card arithmetic under BOTH face-card rules.
 
-Design (issue 3, "What a prototype already showed"), and why:
+Design (what an earlier prototype showed; docs/design.md, "Training settings"), and why:
 
 * **Both rules.** Every example states its rule (``R10`` = face10, ``R11`` =
   face11) and lists the card values under it before the formula, so the base

@@ -6,7 +6,7 @@ tokenize, loss on the completion tokens only (the prompt's cards are random,
 so predicting them is noise), clip, step -> log -> save (safetensors) with the
 resolved config and the training log.
 
-Prototype recipe (issue 3): batch 64, lr 2e-3 cosine, about 1400 steps took
+Prototype recipe: batch 64, lr 2e-3 cosine, about 1400 steps took
 11 minutes on one thread; here both cores are used (``threads``).
 """
 

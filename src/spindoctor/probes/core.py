@@ -1,7 +1,6 @@
 """ID/OOD probes of a model: accuracy +- SE, well-formed share, value listing, loss proxy.
 
-Metrics (each defined once; spec/generalpoints.md "Evaluation protocol" and
-spec/findings.md playbook step 1):
+Metrics (each defined once; docs/design.md, "Probes"):
 
 * ``acc``: share of probe hands whose first answer (greedy by default) is
   correct under the exact judge; ``acc_se = sqrt(acc (1 - acc) / n)``.
@@ -110,12 +109,12 @@ class ProbeResult:
 
 
 def binomial_se(p: float, n: int) -> float:
-    """Standard error of a proportion: sqrt(p (1 - p) / n) (spec/generalpoints.md); nan for n = 0."""
+    """Standard error of a proportion: sqrt(p (1 - p) / n) (docs/design.md, "Probes"); nan for n = 0."""
     return math.sqrt(p * (1.0 - p) / n) if n > 0 else float("nan")
 
 
 def metrics_row(stage: str, step: int, result: ProbeResult) -> dict:
-    """One metrics.jsonl row (DESIGN.md run directory): stage, step, split, n, acc,
+    """One metrics.jsonl row (docs/design.md, "Run folder"): stage, step, split, n, acc,
     acc_se, loss, time (unix seconds when written), plus the probe's other fields."""
     row = {"stage": stage, "step": int(step), "split": result.split, "n": result.n,
            "acc": result.acc, "acc_se": result.acc_se, "loss": result.loss, "time": time.time()}

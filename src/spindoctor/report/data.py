@@ -10,7 +10,7 @@ import yaml
 from spindoctor.io import read_jsonl
 from spindoctor.models.checkpoints import METRICS_FILE, SELECTION_FILE
 
-# spec/findings.md, "Published numbers (Figure 1)"; accuracies in percent.
+# The published numbers of Jin et al. (arXiv:2508.16546), Figure 1; accuracies in percent.
 PUBLISHED = [
     {"model": "Qwen-2.5-7B", "stage": "SFT, OOD peak", "id_acc": 26.07, "ood_acc": 19.67},
     {"model": "Qwen-2.5-7B", "stage": "SFT, end", "id_acc": 43.59, "ood_acc": 17.09},

@@ -1,4 +1,4 @@
-"""Every metric the report shows, defined once (DESIGN.md principle 8)."""
+"""Every metric the report shows, defined once (the report renders this glossary; docs/design.md)."""
 
 GLOSSARY: list[tuple[str, str]] = [
     ("ID / OOD", "In-distribution: GeneralPoints under the training rule face10 (J, Q, K = 10). "

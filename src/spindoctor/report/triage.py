@@ -1,4 +1,4 @@
-"""Triage: which row of the operator's playbook (spec/findings.md) this run's numbers point to.
+"""Triage: which row of the operator's playbook (docs/design.md, "What it does") this run's numbers point to.
 
 Every sentence is built from numbers measured in this run; where a number is
 missing the corresponding check says so instead of guessing. A difference

@@ -1,7 +1,7 @@
 """Directional restoration: edit checkpoints back towards reference singular vectors.
 
-The paper's intervention (spec/findings.md, items 4-5, "Directional
-restoration"): keep the fine-tuned singular values and take the singular
+The paper's intervention (Jin et al., arXiv:2508.16546; docs/design.md,
+"Restoration edit"): keep the fine-tuned singular values and take the singular
 directions of chosen ranks from a reference checkpoint (the pretrained base, or
 the SFT checkpoint at the OOD peak), on chosen layers and matrices.
 

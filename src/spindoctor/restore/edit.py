@@ -1,8 +1,7 @@
 """The directional-restoration edit of one weight matrix (a pure function).
 
-Definition (spec/findings.md, "Directional restoration of one matrix with rank
-selection"), with thin SVDs W_ref = U_r S_r V_r^T and W_tuned = U_t S_t V_t^T
-of rank n, and restored index set R = {0..k_top-1} U {n-k_tail..n-1}::
+Definition (docs/design.md, "Restoration edit"; Jin et al., arXiv:2508.16546),
+with thin SVDs W_ref = U_r S_r V_r^T and W_tuned = U_t S_t V_t^T of rank n, and restored index set R = {0..k_top-1} U {n-k_tail..n-1}::
 
     U_new = [U_r[:, :k_top] | U_t[:, k_top:n-k_tail] | U_r[:, n-k_tail:]]   (V_new likewise)
     W'    = U_new diag(s) V_new^T

@@ -7,7 +7,7 @@ model's parameters in place (:func:`patched`), runs the ID and OOD probes, and
 restores the saved parameters bitwise. No checkpoint is written per point and
 no SVD is recomputed.
 
-Sweeps (spec/findings.md, "Layer-wise restoration", "Rank-wise", "Imposing"):
+Sweeps (docs/design.md, "Restoration edit"; the paper's Figures 5-7):
 * ``layers``: every matrix of one block of layers at a time (Figure 5);
 * ``ranks``: the top-k directions of every layer, for several k (Figure 6);
 * ``impose``: reference = SFT checkpoint, tuned = RL checkpoint; the RL model

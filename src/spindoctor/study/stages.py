@@ -1,4 +1,4 @@
-"""The study's stages. Each reads earlier stages' files and writes its own (DESIGN.md run directory).
+"""The study's stages. Each reads earlier stages' files and writes its own (docs/design.md, "Run folder").
 
 A stage is a function ``stage(ctx) -> dict`` (its summary, kept in its marker).
 It is only called when its marker is missing; a stage interrupted half-way is

@@ -8,8 +8,9 @@ final hidden state of its last token; advantages come from GAE over the turns
 of a revision episode (gamma 0.9, lambda 0.95) and are normalised over the
 buffer; policy and value losses are clipped at 0.1; no KL penalty.
 
-Every function takes and returns torch tensors; shapes and units are in the
-docstrings. ``B`` is a batch of episodes or actions, ``T`` the turns of an
+The tensor functions take and return torch tensors (:func:`formula_start`
+reads text, :func:`cosine_lr` and the ``*_from_moments`` functions take
+numbers); shapes and units are in the docstrings. ``B`` is a batch of episodes or actions, ``T`` the turns of an
 episode, ``L`` the tokens of a response.
 """
 
