@@ -11,6 +11,11 @@
   histogram of ds, the paper's Figure 3), ``principal_angles.png`` (angles
   against index, Figure 4), ``heatmap_angle.png`` (layer x kind, mean top-k
   principal angle, U and V), ``heatmap_ds_rel.png`` (layer x kind, mean |ds/s|).
+
+The files form one set: they are written into a fresh temporary folder beside
+``out`` that then replaces ``out`` whole (:func:`write_outputs`). A previous
+drift output is recognised by its metrics.json schema and by holding only the
+files above; only those files are ever deleted, any other ``out`` is refused.
 """
 
 from __future__ import annotations

@@ -296,8 +296,7 @@ def drift(
     Raises
     ------
     UserError
-        Invalid option, unavailable device, not a checkpoint (or a malformed one), different
-        architectures, missing tensor, shape mismatch, NaN/Inf.
+        Bad option or device, malformed or mismatched checkpoints, missing tensor, NaN/Inf.
     """
     import time
 
@@ -335,12 +334,17 @@ def drift(
         "device": device,
         "workers": {"count": workers, "torch_threads_each": threads, "one_at_a_time": n_alone},
         "tolerances": _tolerances(cfg.dtype),
-        "cache": {"dir": str(cache.root) if cache else None, "hits": hits, "factorizations": 2 * len(rows),
-                  "rejected": cache.rejected if cache else 0},
+        "cache": _cache_meta(cache, hits, 2 * len(rows)),
         "seconds": round(time.perf_counter() - t0, 3),
         "n_matrices": len(rows),
     }
     return DriftResult(rows=rows, spectra=spectra, summary=summarize(rows, cfg.k), meta=meta)
+
+
+def _cache_meta(cache, hits: int, factorizations: int) -> dict:
+    """The ``cache`` block of metrics.json; ``rejected``: entries that failed verification and were recomputed."""
+    return {"dir": str(cache.root) if cache else None, "hits": hits, "factorizations": factorizations,
+            "rejected": cache.rejected if cache else 0}
 
 
 def _run_pairs(pair, infos: list, ckpt, workers: int, threads: int, itemsize: int, progress) -> tuple[dict, int]:

@@ -9,6 +9,8 @@ Public API (directional restoration reuses it):
 - :class:`FactorCache` stores factorisations as safetensors files keyed by the
   checkpoint's content fingerprint, tensor name, dtype and method, so the base
   model of a study is factorised once however many checkpoints it is compared with.
+  Every read is verified (:mod:`spindoctor.spectral.cache_entry`); an unsound entry
+  is recomputed and overwritten, with a :class:`CacheEntryWarning`.
 - :func:`checkpoint_factorizations` yields ``(MatrixInfo, W, Factorization)``
   for selected tensors of a checkpoint, loading from or filling the cache;
   :func:`load_factorization` does it for one tensor name.
