@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spindoctor.game.partial import is_prefix_of_solution
+from spindoctor.game.partial import is_prefix_of_solution, search_prefix
 from spindoctor.game.rewards import judge_formula, solution_surfaces
 
 
@@ -32,7 +32,9 @@ def test_search_equals_enumeration_on_random_4_card_prefixes():
         values = tuple(rng.randint(1, 13) for _ in range(4))
         surfaces = solution_surfaces(tuple(sorted(values)))
         for prefix in _random_prefixes(rng, values, surfaces, 80):
-            assert is_prefix_of_solution(prefix, values, 24) == _old(prefix, values), (values, prefix)
+            old = _old(prefix, values)
+            assert search_prefix(prefix, tuple(sorted(values)), 24) == old, (values, prefix)
+            assert is_prefix_of_solution(prefix, values, 24) == old
             checked += 1
     assert checked >= 2400
 
@@ -41,7 +43,7 @@ def test_search_equals_enumeration_on_random_4_card_prefixes():
 @given(st.tuples(*[st.integers(1, 13)] * 4), st.text(alphabet="0123456789+-*/()", max_size=10),
        st.sampled_from([24, 10, 0, 1]))
 def test_search_equals_enumeration_hypothesis(values, prefix, target):
-    assert is_prefix_of_solution(prefix, values, target) == _old(prefix, values, target)
+    assert search_prefix(prefix, tuple(sorted(values)), target) == _old(prefix, values, target)
 
 
 @pytest.mark.parametrize("cards", [5, 6])
@@ -56,6 +58,13 @@ def test_any_check_answers_in_under_a_second(cards):
             judge_formula(prefix, values)
             worst = max(worst, time.perf_counter() - start)
     assert worst < 1.0
+
+
+@pytest.mark.parametrize("values", [(1, 2, 3), (2, 12), (3, 3, 8, 8)])
+def test_search_equals_enumeration_on_small_hands(values):
+    surfaces = solution_surfaces(tuple(sorted(values)))
+    for prefix in _random_prefixes(random.Random(len(values)), values, surfaces, 300):
+        assert search_prefix(prefix, tuple(sorted(values)), 24) == _old(prefix, values)
 
 
 def test_issue_hang_case_is_partial_and_fast():

@@ -30,13 +30,11 @@ operand order (:func:`solution_surfaces` lists them;
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from fractions import Fraction
-from functools import cache
-from itertools import permutations
 
 from spindoctor.game.partial import is_prefix_of_solution
 from spindoctor.game.reference import judge_reference
+from spindoctor.game.surfaces import solution_surfaces
 from spindoctor.game.verdict import (
     EXACT_JUDGE,
     PENALTY_CARD_RECOGNITION,
@@ -141,65 +139,3 @@ def _judge_unparsed(
         reasons.extend(misuse)
         reward += PENALTY_NUMBERS
     return Verdict(False, reward, "illegal", None, tuple(reasons), numbers)
-
-
-# ---------------------------------------------------------------- surfaces
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
-
-
-def _trees(items: tuple) -> Iterator[tuple[object, Fraction | None]]:
-    """Every binary expression tree over ``items`` in the given leaf order, with its value."""
-    if len(items) == 1:
-        yield items[0], Fraction(items[0])
-        return
-    for cut in range(1, len(items)):
-        for lt, lv in _trees(items[:cut]):
-            for rt, rv in _trees(items[cut:]):
-                for op in "+-*/":
-                    if lv is None or rv is None:
-                        val = None
-                    elif op == "+":
-                        val = lv + rv
-                    elif op == "-":
-                        val = lv - rv
-                    elif op == "*":
-                        val = lv * rv
-                    else:
-                        val = lv / rv if rv != 0 else None
-                    yield (op, lt, rt), val
-
-
-def _render(tree: object, minimal: bool) -> str:
-    if isinstance(tree, int):
-        return str(tree)
-    op, left, right = tree  # type: ignore[misc]
-    ls, rs = _render(left, minimal), _render(right, minimal)
-    if not isinstance(left, int) and (not minimal or _PREC[left[0]] < _PREC[op]):
-        ls = f"({ls})"
-    if not isinstance(right, int):
-        lower = _PREC[right[0]] < _PREC[op]
-        same_noncomm = _PREC[right[0]] == _PREC[op] and op in "-/"
-        if not minimal or lower or same_noncomm:
-            rs = f"({rs})"
-    return f"{ls}{op}{rs}"
-
-
-@cache
-def solution_surfaces(values: tuple[int, ...], target: int = 24) -> frozenset[str]:
-    """Every correct formula over ``values`` as written text: the definition of partial credit.
-
-    All leaf orders and tree shapes; each tree rendered with minimal
-    parentheses and fully parenthesised. Empty for an unsolvable hand. The
-    list grows as n! * Catalan(n-1) * 4^(n-1) (seconds for five cards,
-    minutes for six), so the judge decides "a prefix of one of these" by
-    search (:func:`spindoctor.game.partial.is_prefix_of_solution`); this
-    enumeration stays as the definition the tests compare against.
-    """
-    out: set[str] = set()
-    goal = Fraction(target)
-    for order in set(permutations(values)):
-        for tree, val in _trees(order):
-            if val == goal:
-                out.add(_render(tree, True))
-                out.add(_render(tree, False))
-    return frozenset(out)
