@@ -47,7 +47,7 @@ def import_gguf(gguf_file: str | Path, out: str | Path, dtype: str = "float32") 
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in dtypes:
-        raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+        raise UserError(f"dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
     folder, name = str(gguf_file.parent), gguf_file.name
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)

@@ -53,7 +53,7 @@ def restore_checkpoint(
         raise UserError(f"TUNED must be a checkpoint folder (config, tokenizer, weights): {tuned.path}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out} exists and is not empty")
+        raise UserError(f"out_dir {out} exists and is not empty")
     infos = {i.name: i for i in plan_matrices(ref, tuned, plan)}
     cache = FactorCache(cache_dir) if cache_dir else None
     fp_ref = ref.fingerprint(cache.root if cache else None)

@@ -34,7 +34,7 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
     if share:
         where, pct = share.group(1), float(share.group(2))
         if not 0 < pct <= 100:
-            raise UserError(f"--layers {spec}: the share must be in (0, 100]%")
+            raise UserError(f"layers {spec}: the share must be in (0, 100]%")
         count = max(1, math.ceil(n_layers * pct / 100 - 1e-9))
         start = {"first": 0, "last": n_layers - count, "middle": (n_layers - count) // 2}[where]
         return list(range(start, start + count))
@@ -42,10 +42,10 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
     for part in spec.split(","):
         m = _RANGE.match(part)
         if not m:
-            raise UserError(f"--layers {spec!r}: expected all, none, 0-9, 0,3,5-7, first:25%, last:25% or middle:50%")
+            raise UserError(f"layers {spec!r}: expected all, none, 0-9, 0,3,5-7, first:25%, last:25% or middle:50%")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if lo > hi or hi >= n_layers:
-            raise UserError(f"--layers {spec!r}: {part} is outside 0..{n_layers - 1}")
+            raise UserError(f"layers {spec!r}: {part} is outside 0..{n_layers - 1}")
         out.update(range(lo, hi + 1))
     return sorted(out)
 
@@ -53,14 +53,14 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
 def equal_blocks(n_layers: int, block_size: int | None = None, n_blocks: int | None = None) -> list[list[int]]:
     """Consecutive blocks of layers: by ``block_size`` (last block may be short) or ``n_blocks`` (sizes differ by <= 1)."""
     if (block_size is None) == (n_blocks is None):
-        raise UserError("give exactly one of --block-size and --blocks")
+        raise UserError("give exactly one of block_size and blocks")
     if block_size is not None:
         if block_size < 1:
-            raise UserError(f"--block-size must be >= 1, got {block_size}")
+            raise UserError(f"block_size must be >= 1, got {block_size}")
         return [list(range(i, min(i + block_size, n_layers))) for i in range(0, n_layers, block_size)]
     assert n_blocks is not None
     if not 1 <= n_blocks <= max(1, n_layers):
-        raise UserError(f"--blocks must be in 1..{n_layers}, got {n_blocks}")
+        raise UserError(f"blocks must be in 1..{n_layers}, got {n_blocks}")
     bounds = [i * n_layers // n_blocks for i in range(n_blocks + 1)]
     return [list(range(bounds[i], bounds[i + 1])) for i in range(n_blocks)]
 

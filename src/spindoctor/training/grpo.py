@@ -147,7 +147,7 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
     world = state.num_processes
     if (cfg.prompts_per_step * cfg.num_generations) % world:
         raise UserError(
-            f"--prompts-per-step x --num-generations ({cfg.prompts_per_step * cfg.num_generations}) "
+            f"prompts_per_step x num_generations ({cfg.prompts_per_step * cfg.num_generations}) "
             f"must be a multiple of the {world} processes"
         )
     if state.is_main_process:

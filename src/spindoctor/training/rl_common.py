@@ -101,7 +101,7 @@ def prepare_run_dir(out: Path, config: dict, resume: bool) -> int:
     cfg_path = out / CONFIG_FILE
     if cfg_path.exists():
         if not resume:
-            raise UserError(f"{out} already holds a run; pass --resume or choose another --out")
+            raise UserError(f"out {out} already holds a run; resume it or choose another folder")
         saved = yaml.safe_load(cfg_path.read_text()) or {}
         diff = sorted(k for k in set(saved) | set(config) if k != "steps" and saved.get(k) != config.get(k))
         if diff:

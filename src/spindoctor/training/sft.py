@@ -214,7 +214,7 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
 
     out = Path(cfg.out)
     if (out / METRICS_FILE).exists() or has_checkpoints(out):
-        raise UserError(f"{out} already holds an SFT run; choose another --out")
+        raise UserError(f"out {out} already holds an SFT run; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     set_torch_threads(cfg.threads)
