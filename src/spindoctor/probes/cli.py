@@ -15,6 +15,14 @@ from pathlib import Path
 import typer
 
 from spindoctor.errors import UserError
+from spindoctor.probes.core import ProbeConfig
+
+
+def _default(field: str) -> str:
+    """``(default: X)`` for a help text, read from :class:`ProbeConfig` (the one source)."""
+    info = ProbeConfig.model_fields[field]
+    value = info.default_factory() if info.default_factory else info.default
+    return f"(default: {','.join(value) if isinstance(value, list) else value})"
 
 
 def _emit(obj: dict, as_json: bool, text: str) -> None:
@@ -24,8 +32,6 @@ def _emit(obj: dict, as_json: bool, text: str) -> None:
 def _probe_config(splits: str | None, n: int | None, fmt: str | None, seed: int | None, batch_size: int | None,
                   max_turns: int | None, mode: str | None):
     """The :class:`ProbeConfig` of the flags given; unset flags keep the model's defaults."""
-    from spindoctor.probes.core import ProbeConfig
-
     values: dict = {"seed": seed, "batch_size": batch_size, "max_turns": max_turns}
     if splits is not None:
         names = [s.strip() for s in splits.split(",") if s.strip()]
@@ -68,13 +74,13 @@ def _probe_text(ckpt: str, results: dict) -> str:
 
 def probe(
     ckpt: Path | None = typer.Argument(None, help="HF checkpoint folder"),
-    splits: str | None = typer.Option(None, help="comma-separated: id,ood"),
-    n: int | None = typer.Option(None, help="hands per split (0: every eligible hand)"),
-    fmt: str | None = typer.Option(None, "--format", help="compact (organism) or paper (chat template)"),
-    seed: int | None = typer.Option(None, help="probe-set seed"),
-    batch_size: int | None = typer.Option(None, help="prompts per generate call"),
-    max_turns: int | None = typer.Option(None, help=">1 adds the multi-turn episode success rate"),
-    mode: str | None = typer.Option(None, help="greedy or sample"),
+    splits: str | None = typer.Option(None, help=f"comma-separated: id,ood {_default('splits')}"),
+    n: int | None = typer.Option(None, help=f"hands per split, 0: every eligible hand {_default('n')}"),
+    fmt: str | None = typer.Option(None, "--format", help=f"compact (organism) or paper (chat template) {_default('fmt')}"),
+    seed: int | None = typer.Option(None, help=f"probe-set seed {_default('seed')}"),
+    batch_size: int | None = typer.Option(None, help=f"prompts per generate call {_default('batch_size')}"),
+    max_turns: int | None = typer.Option(None, help=f">1 adds the multi-turn episode success rate {_default('max_turns')}"),
+    mode: str | None = typer.Option(None, help=f"greedy or sample {_default('mode')}"),
     watch: Path | None = typer.Option(None, help="probe each new checkpoint folder of the run folder DIR"),
     interval: float = typer.Option(10.0, help="--watch: seconds between scans"),
     once: bool = typer.Option(False, help="--watch: exit after probing what exists now"),

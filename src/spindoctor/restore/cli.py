@@ -14,13 +14,26 @@ from typing import Annotated
 import typer
 
 from spindoctor.errors import UserError, first_error
+from spindoctor.probes.core import ProbeConfig
+from spindoctor.restore.plan import RestorePlan
+from spindoctor.restore.run import SweepConfig
+
+
+def _default(model, field: str) -> str:
+    """``(default: X)`` for a help text, read from the config model (the one source)."""
+    info = model.model_fields[field]
+    value = info.default_factory() if info.default_factory else info.default
+    return f"(default: {','.join(f'{v:g}' for v in value) if isinstance(value, list) else value})"
+
 
 sweep_app = typer.Typer(help="Restoration sweeps evaluated with the ID/OOD probes.", no_args_is_help=True)
 
 Ref = Annotated[Path, typer.Argument(help="Reference checkpoint folder (base, or SFT at the OOD peak).")]
 Tuned = Annotated[Path, typer.Argument(help="Fine-tuned checkpoint folder to edit.")]
-Matrices = Annotated[str | None, typer.Option(help="Matrix preset: paper, attn, mlp, linear, all.")]
-Mode = Annotated[str | None, typer.Option(help="direction (keep tuned singular values) or full.")]
+Matrices = Annotated[str | None, typer.Option(
+    help=f"Matrix preset: paper, attn, mlp, linear, all {_default(SweepConfig, 'matrices')}.")]
+Mode = Annotated[str | None, typer.Option(
+    help=f"direction (keep tuned singular values) or full {_default(SweepConfig, 'mode')}.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
@@ -50,11 +63,14 @@ def restore(
     ref: Ref,
     tuned: Tuned,
     out: Annotated[Path, typer.Option(help="Output checkpoint folder (must not exist or be empty).")],
-    layers: Annotated[str | None, typer.Option(help="all, none, 0-9, 0,3,5-7, first:25%, last:25%, middle:50%.")] = None,
+    layers: Annotated[str | None, typer.Option(
+        help=f"all, none, 0-9, 0,3,5-7, first:25%, last:25%, middle:50% {_default(RestorePlan, 'layers')}.")] = None,
     matrices: Matrices = None,
     regex: Annotated[str | None, typer.Option(help="Keep only tensor names matching this regex.")] = None,
-    top_k: Annotated[str | None, typer.Option("--top-k", help="Leading directions from REF: count, fraction or %.")] = None,
-    tail_k: Annotated[str | None, typer.Option("--tail-k", help="Trailing directions from REF.")] = None,
+    top_k: Annotated[str | None, typer.Option(
+        "--top-k", help=f"Leading directions from REF: count, fraction or % {_default(RestorePlan, 'k_top')}.")] = None,
+    tail_k: Annotated[str | None, typer.Option(
+        "--tail-k", help=f"Trailing directions from REF {_default(RestorePlan, 'k_tail')}.")] = None,
     mode: Mode = None,
     embeddings: Annotated[bool, typer.Option(help="Also restore embeddings and lm_head.")] = False,
     dtype: Annotated[str | None, typer.Option(help="Factorisation dtype: float32 or float64.")] = None,
@@ -63,7 +79,6 @@ def restore(
 ) -> None:
     """Write a complete HF checkpoint: TUNED with REF's singular directions on the chosen layers and ranks."""
     from spindoctor.restore.checkpoint import restore_checkpoint
-    from spindoctor.restore.plan import RestorePlan
 
     if dtype is not None and dtype not in ("float32", "float64"):
         raise UserError(f"--dtype must be float32 or float64, got {dtype!r}")
@@ -79,8 +94,7 @@ def restore(
 
 
 def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) -> None:
-    from spindoctor.probes import ProbeConfig
-    from spindoctor.restore.run import SweepConfig, run_sweep
+    from spindoctor.restore.run import run_sweep
 
     probe = _validated(ProbeConfig, n=fields.pop("n"), fmt=fields.pop("fmt"), batch_size=fields.pop("batch_size"),
                        max_new_tokens=fields.pop("max_new_tokens"))
@@ -102,11 +116,12 @@ def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) 
 
 
 Out = Annotated[Path, typer.Option(help="Folder for sweep.json, sweep.csv and sweep.png.")]
-N = Annotated[int | None, typer.Option(help="Probe hands per split.")]
-Fmt = Annotated[str | None, typer.Option("--format", help="Prompt format: compact (organism) or paper.")]
-Blocks = Annotated[int | None, typer.Option(help="Number of equal layer blocks.")]
+N = Annotated[int | None, typer.Option(help=f"Probe hands per split {_default(ProbeConfig, 'n')}.")]
+Fmt = Annotated[str | None, typer.Option(
+    "--format", help=f"Prompt format: compact (organism) or paper {_default(ProbeConfig, 'fmt')}.")]
+Blocks = Annotated[int | None, typer.Option(help=f"Number of equal layer blocks {_default(SweepConfig, 'blocks')}.")]
 BlockSize = Annotated[int | None, typer.Option(help="Layers per block (instead of --blocks).")]
-Batch = Annotated[int | None, typer.Option(help="Probe prompts per generate call.")]
+Batch = Annotated[int | None, typer.Option(help=f"Probe prompts per generate call {_default(ProbeConfig, 'batch_size')}.")]
 NewTokens = Annotated[int | None, typer.Option(help="Tokens per probe answer (default: 48 compact, 256 paper).")]
 
 
@@ -128,7 +143,8 @@ def _blocks(blocks: int | None, block_size: int | None) -> dict:
 
 @sweep_app.command()
 def ranks(ref: Ref, tuned: Tuned, out: Out,
-          ks: Annotated[str | None, typer.Option(help="Comma-separated k_top values: counts, fractions or %.")] = None,
+          ks: Annotated[str | None, typer.Option(
+              help=f"Comma-separated k_top values: counts, fractions or % {_default(SweepConfig, 'ks')}.")] = None,
           matrices: Matrices = None, mode: Mode = None, n: N = None, fmt: Fmt = None,
           batch_size: Batch = None, max_new_tokens: NewTokens = None,
           cache_dir: Annotated[str | None, typer.Option()] = None, as_json: Json = False) -> None:
