@@ -7,11 +7,12 @@ Never calls eval/exec and never raises on any string. The grammar is
     term    := factor (('*' | '/') factor)*
     factor  := integer | '(' expr ')'
 
-checked and converted to postfix by a shunting-yard pass, so unary minus, ``**``, decimals, variables and any other character are
-rejected with a reason. Values are ``fractions.Fraction`` (exact), or floats in
-the reference-compatible mode (:data:`FLOAT_JUDGE`), which reproduces the
-reference's float ``eval`` verdicts (``8/(3-8/3)`` is then *not* 24) without
-evaluating any text.
+checked and converted to postfix by a shunting-yard pass, so unary minus,
+``**``, decimals, variables and any other character (non-ASCII digits such as
+``²`` or ``٨`` included) are rejected with a reason. Values are
+``fractions.Fraction`` (exact), or IEEE doubles for the ``float`` judge (then
+``8/(3-8/3)`` is *not* 24), computed on the parsed tokens without evaluating
+any text. The reference environment's own judging is :mod:`.reference`.
 """
 
 from __future__ import annotations
