@@ -74,3 +74,14 @@ def test_export_writes_consistent_files(tmp_path):
     ood = [r for r in pq.read_table(tmp_path / "verl_test.parquet").to_pylist() if r["data_source"] == "generalpoints_ood"]
     assert len(ood) == 20
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_judge_column_and_ground_truth_field():
+    answer = '{"formula": "3*8*1*1 = 24"}'
+    cards = [["3", "8", "A", "A"]] * 3
+    out = trl_reward(prompts=["p"] * 3, completions=[answer] * 3, cards=cards, rule=["face10"] * 3,
+                     judge=["exact", "float", "reference"])
+    assert out == [5.0, 5.0, -3.0]
+    hand = Hand(parse_cards("3,8,A,A"), "face10")
+    assert json.loads(ground_truth(hand)).keys() == {"cards", "rule", "target", "format"}
+    assert compute_score("generalpoints_id", answer, ground_truth(hand, "paper", "reference")) == -3.0
