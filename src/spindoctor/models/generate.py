@@ -166,6 +166,18 @@ def teacher_forced_nll(
 ) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of the completion tokens, and their count.
 
+    The sums of :func:`sequence_nll` over every sequence; see there.
+    """
+    per_sequence = sequence_nll(model, tokenizer, sequences, batch_size, max_logits, on_batch)
+    return sum(nll for nll, _ in per_sequence), sum(count for _, count in per_sequence)
+
+
+def sequence_nll(
+    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int, max_logits: int,
+    on_batch: Done | None = None,
+) -> list[tuple[float, int]]:
+    """Negative log-likelihood (nats) of each sequence's completion tokens, and their count.
+
     Only the logits of scored positions are computed where the model's forward
     takes ``logits_to_keep`` (transformers' causal LMs do), and each pass holds
     at most ``max_logits`` of them (:func:`loss_groups`): with a 150k-token
@@ -182,9 +194,10 @@ def teacher_forced_nll(
 
     Returns
     -------
-    (float, int)
-        Total NLL in nats and the number of scored tokens; their ratio is the
-        mean per-token loss (the paper's cheap loss proxy; docs/design.md, "Probes").
+    list of (float, int), one per sequence in input order
+        Summed NLL in nats of the sequence's scored tokens and their number;
+        summed over sequences, their ratio is the mean per-token loss (the
+        paper's cheap loss proxy; docs/design.md, "Probes").
     """
     import inspect
 
@@ -192,7 +205,8 @@ def teacher_forced_nll(
     import torch.nn.functional as F
 
     ensure_pad_token(tokenizer)
-    total, count, finished, device = 0.0, 0, 0, model_device(model)
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
+    finished, device = 0, model_device(model)
     keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
     groups = loss_groups([len(ids) for ids, _ in sequences], [b for _, b in sequences], batch_size, max_logits,
                          _vocab_size(model, tokenizer))
@@ -213,12 +227,16 @@ def teacher_forced_nll(
             logits = logits[:, -(width - first) :]  # column j is position first + j, predicting token first + j + 1
             scored = target_mask[:, first + 1 :].to(device)
             picked = logits[:, :-1][scored].float()
-            total += float(F.cross_entropy(picked, ids[:, first + 1 :].to(device)[scored], reduction="sum"))
-        count += int(scored.sum())
+            token_nll = F.cross_entropy(picked, ids[:, first + 1 :].to(device)[scored], reduction="none")
+            rows = scored.nonzero()[:, 0]  # row of each scored token, in the order of token_nll
+            nll = torch.zeros(len(chunk), dtype=torch.float64, device=device).index_add_(0, rows, token_nll.double())
+            counts = scored.sum(1)
+        for row, i in enumerate(group):
+            out[i] = (float(nll[row]), int(counts[row]))
         finished += len(group)
         if on_batch:
             on_batch(finished, len(sequences))
-    return total, count
+    return out
 
 
 def sample_responses(

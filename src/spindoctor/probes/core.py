@@ -13,10 +13,16 @@ Metrics (each defined once; docs/design.md, "Probes"):
   compute with these values").
 * ``loss``: mean per-token negative log-likelihood (nats) of one held-out gold
   solution per probe hand, teacher-forced: the paper's cheap loss proxy.
+* ``per_hand``: what each hand scored, in probe order, so two probes of the
+  same hands can be compared hand by hand (:mod:`spindoctor.probes.compare`):
+  ``digest`` (hash of the ordered hand keys), ``correct`` (a string of 0/1, one
+  character per hand), ``loss`` (each hand's mean NLL per token, or None) and,
+  with ``max_turns > 1``, ``episode_correct``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -34,7 +40,7 @@ from spindoctor.models.generate import (
     generate_texts,
     has_chat_template,
     render_chat,
-    teacher_forced_nll,
+    sequence_nll,
 )
 from spindoctor.probes.sets import (
     DEFAULT_PROBE_FRACTION,
@@ -103,9 +109,21 @@ class ProbeResult:
     episode_acc_se: float | None = None
     status_counts: dict[str, int] = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)
+    per_hand: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def hands_digest(hands: list[Hand]) -> str:
+    """16 hex digits identifying an ordered list of probe hands (rule, target, cards):
+    two probes can be paired hand by hand only when their digests agree."""
+    keys = "\n".join(f"{h.rule}:{h.target}:{','.join(h.labels)}" for h in hands)
+    return hashlib.sha256(keys.encode()).hexdigest()[:16]
+
+
+def _bits(flags: list[bool]) -> str:
+    return "".join("1" if f else "0" for f in flags)
 
 
 def binomial_se(p: float, n: int) -> float:
@@ -207,16 +225,20 @@ def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str, progre
                          well_formed=formed / n if n else float("nan"),
                          values_acc=values_ok / n if n else float("nan"),
                          loss=None, loss_tokens=0, seconds=0.0, status_counts=counts, samples=samples)
+    result.per_hand = {"digest": hands_digest(hands), "correct": _bits(correct), "loss": None}
     if cfg.max_turns > 1:
         done = _episodes(model, tokenizer, cfg, hands, answers, correct, progress, split)
         result.episode_acc = sum(done) / n
         result.episode_acc_se = binomial_se(result.episode_acc, n)
+        result.per_hand["episode_correct"] = _bits(done)
     if cfg.loss and n:
         seqs = [completion_token_ids(tokenizer, _first_messages(cfg, h), render_response(
             cfg.fmt, h.cards, h.rule, gold_formula(h, cfg.seed), h.target)) for h in hands]
-        total, count = teacher_forced_nll(model, tokenizer, seqs, cfg.loss_batch_size, cfg.loss_max_logits,
-                                          _phase(progress, f"{split} loss"))
+        per_seq = sequence_nll(model, tokenizer, seqs, cfg.loss_batch_size, cfg.loss_max_logits,
+                               _phase(progress, f"{split} loss"))
+        total, count = sum(nll for nll, _ in per_seq), sum(c for _, c in per_seq)
         result.loss, result.loss_tokens = total / max(count, 1), count
+        result.per_hand["loss"] = [round(nll / c, 6) if c else None for nll, c in per_seq]
     result.seconds = time.perf_counter() - start
     return result
 
