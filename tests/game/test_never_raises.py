@@ -1,4 +1,4 @@
-"""The judge and every adapter return a reward for any text (issue 13, item 2)."""
+"""The judge and every adapter return a reward for any text."""
 
 import json
 import logging

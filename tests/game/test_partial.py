@@ -1,4 +1,4 @@
-"""Partial credit by search: the enumeration's verdicts, in bounded time (issue 13, item 4)."""
+"""Partial credit by search: the enumeration's verdicts, in bounded time."""
 
 import random
 import time

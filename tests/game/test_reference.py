@@ -1,4 +1,4 @@
-"""The reference judge equals the reference environment's rewards (issue 13, item 9)."""
+"""The reference judge equals the reference environment's rewards."""
 
 import json
 
