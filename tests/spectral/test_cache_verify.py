@@ -54,7 +54,7 @@ def nan_with_fresh_checksum(path):
 
     meta, tensors = read_entry(path)
     tensors["S"][1] = float("nan")
-    save_file(tensors, str(path), metadata={**meta, "crc32": checksum(meta, tensors)})
+    save_file(tensors, str(path), metadata={**meta, "checksum": checksum(meta, tensors)})
 
 
 def other_tensors_entry(path, cache, ckpt_dir):
@@ -66,7 +66,7 @@ def wrong_shape(path):
 
     meta, tensors = read_entry(path)
     tensors = {k: v[:4].contiguous() if k != "U" else v[:, :4].contiguous() for k, v in tensors.items()}
-    save_file(tensors, str(path), metadata={**meta, "crc32": checksum(meta, tensors)})
+    save_file(tensors, str(path), metadata={**meta, "checksum": checksum(meta, tensors)})
 
 
 def truncated(path):
@@ -82,6 +82,11 @@ def old_format(path):
     save_file(tensors, str(path), metadata={"method": meta["method"], "version": "1"})
 
 
+def unknown_algorithm(path):
+    meta, tensors = read_entry(path)
+    save_file(tensors, str(path), metadata={**meta, "checksum": "md4:0123"})
+
+
 def metadata_edit(path):
     meta, tensors = read_entry(path)
     save_file(tensors, str(path), metadata={**meta, "method": "svd" if meta["method"] == "gram" else "gram"})
@@ -93,6 +98,7 @@ DAMAGE = {  # case: (damage, what the warning says)
     "another-tensors-entry": (other_tensors_entry, "another request"), "wrong-shape": (wrong_shape, "expected"),
     "truncated": (truncated, "unreadable"), "garbage": (garbage, "unreadable"),
     "old-format": (old_format, "format version"), "metadata-edited": (metadata_edit, "checksum"),
+    "unknown-checksum-algorithm": (unknown_algorithm, "cannot check"),
 }
 
 
@@ -148,9 +154,9 @@ def test_entries_carry_identity_and_checksum(llama_pair, tmp_path):
     cache = FactorCache(tmp_path / "cache")
     load_factorization(Checkpoint(a), Q0, cache)
     meta, _ = read_entry(entry_path(cache.root, a))
-    assert {"fingerprint", "tensor", "dtype", "request", "rank", "method", "crc32", "checkpoint"} <= set(meta)
+    assert {"fingerprint", "tensor", "dtype", "request", "rank", "method", "checksum", "checkpoint"} <= set(meta)
     assert meta["tensor"] == Q0 and meta["dtype"] == "float32" and meta["request"] == "gram"
-    assert len(meta["crc32"]) == 8
+    assert meta["checksum"].startswith(("xxh3_64:", "crc32:"))
 
 
 def test_a_failed_cache_write_leaves_nothing(llama_pair, tmp_path, monkeypatch):
@@ -183,3 +189,18 @@ def test_malformed_fingerprint_memo_is_rebuilt_with_a_warning(content, llama_pai
         assert Checkpoint(a).fingerprint(memo_dir) == expected
     memo = json.loads((memo_dir / MEMO_FILE).read_text())
     assert isinstance(memo, dict) and expected not in memo and len(memo) == 1
+
+
+def test_crc32_entries_from_an_installation_without_xxhash_are_used(llama_pair, tmp_path, monkeypatch):
+    import spindoctor.spectral.cache_entry as ce
+
+    a, b = llama_pair
+    cache = tmp_path / "cache"
+    with monkeypatch.context() as m:
+        m.setattr(ce, "available", lambda: ("crc32",))
+        n = len(drift(a, b, cache_dir=cache).rows)
+        assert read_entry(entry_path(cache, a))[0]["checksum"].startswith("crc32:")
+        assert drift(a, b, cache_dir=cache).meta["cache"]["hits"] == 2 * n
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheEntryWarning)
+        assert drift(a, b, cache_dir=cache).meta["cache"]["hits"] == 2 * n
