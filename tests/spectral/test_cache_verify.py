@@ -204,3 +204,16 @@ def test_crc32_entries_from_an_installation_without_xxhash_are_used(llama_pair, 
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheEntryWarning)
         assert drift(a, b, cache_dir=cache).meta["cache"]["hits"] == 2 * n
+
+
+def test_cli_reports_a_recomputed_entry_in_one_line(llama_pair, tmp_path, capsys):
+    from .test_checkpoints import run
+
+    a, b = llama_pair
+    cache = tmp_path / "cache"
+    drift(a, b, cache_dir=cache)
+    garbage(entry_path(cache, a))
+    code, _, err = run(capsys, "drift", a, b, "--out", tmp_path / "o", "--cache", cache, "--no-figures")
+    assert code == 0
+    assert err.strip().splitlines() == [f"warning: factor cache entry {entry_path(cache, a)} is unreadable "
+                                        "(SafetensorError); recomputing it"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -76,7 +77,10 @@ def drift_cmd(
     check_out(out, label="--out")
     _check_paths(out, cfg)
     check_inputs(cfg)
-    result = _run(ref, tuned, cfg, quiet=as_json)
+    with warnings.catch_warnings():  # one line per warning (a recomputed cache entry), no source line
+        warnings.showwarning = lambda message, category, *args, **kwargs: typer.echo(
+            f"warning: {message}", err=True)
+        result = _run(ref, tuned, cfg, quiet=as_json)
     paths = result.save(out, figures=cfg.figures, figure_matrices=cfg.figure_matrices)
     overall = result.summary["overall"]
     if as_json:
