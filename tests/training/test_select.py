@@ -90,3 +90,40 @@ def test_select_cli_writes_selection(tmp_path, capsys):
 def test_select_cli_bad_folder_exits_2(tmp_path, capsys):
     assert main(["select", str(tmp_path)]) == 2
     assert "metrics.jsonl" in capsys.readouterr().err
+
+
+def test_selection_pairs_the_chosen_checkpoints_hand_by_hand(tmp_path):
+    """With per-hand records, selection.json holds paired peak/base/end changes that match the bits."""
+    from spindoctor.stats import paired_difference
+    from spindoctor.training.select import select_run
+
+    rng = np.random.default_rng(0)
+    n = 400
+    ability = rng.random(n)
+    ood_bits = {0: ability < 0.02, 10: ability < 0.10, 20: ability < 0.12, 30: ability < 0.06, 40: ability < 0.03}
+    rows = []
+    for step, bits in ood_bits.items():
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        for split, b in (("id", ability < 0.1 + step / 100), ("ood", bits)):
+            rows.append({"stage": "sft", "step": step, "split": split, "n": n, "acc": float(b.mean()), "loss": 0.4,
+                         "per_hand": {"digest": f"hands-{split}", "correct": "".join("1" if x else "0" for x in b),
+                                      "loss": list(0.4 + 0.01 * step + 0 * ability)}})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sel = select_run(tmp_path)
+    assert sel["peak"]["step"] in (10, 20) and sel["end"]["step"] == 40
+    drop = sel["paired"]["end_vs_peak"]["ood"]
+    peak_bits = ood_bits[sel["peak"]["step"]].astype(float)
+    want = paired_difference(peak_bits, ood_bits[40].astype(float))
+    assert drop["acc"]["estimate"] == pytest.approx(want.estimate) and drop["acc"]["hi"] < 0
+    assert drop["acc"]["discordant"][1] == 0  # the end solves a subset of the peak's hands
+    assert drop["loss"]["estimate"] == pytest.approx(0.01 * (40 - sel["peak"]["step"]))
+    assert set(sel["paired"]) == {"peak_vs_base", "end_vs_peak", "end_vs_base"}
+    assert json.loads((tmp_path / "selection.json").read_text())["paired"] == json.loads(json.dumps(sel["paired"]))
+
+
+def test_selection_without_per_hand_rows_has_no_pairs(tmp_path):
+    from spindoctor.training.select import select_run
+
+    rows = [{"stage": "sft", "step": s, "split": "ood", "n": 100, "acc": a} for s, a in ((0, 0.1), (10, 0.2), (20, 0.1))]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert select_run(tmp_path)["paired"] == {}

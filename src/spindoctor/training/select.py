@@ -159,19 +159,56 @@ def curve_from_metrics(rows: list[dict], stage: str = "sft") -> list[dict]:
     return [p for p in points_by_step(rows, stage) if "ood_acc" in p]
 
 
+def paired_comparisons(rows: list[dict], selection: dict, stage: str = "sft") -> dict:
+    """Hand-by-hand changes between the chosen checkpoints (docs/design.md, "Evidence").
+
+    Returns
+    -------
+    dict
+        ``{"peak_vs_base": {split: compare}, "end_vs_peak": {...},
+        "end_vs_base": {...}}`` where each ``compare`` is
+        :func:`spindoctor.probes.compare.compare_probes` of the later model
+        against the earlier one (``after - before``), for every split whose
+        two probe rows hold per-hand records of the same hands; pairs without
+        such rows are left out.
+    """
+    from spindoctor.probes.compare import compare_probes
+
+    by_key = {(r.get("stage"), int(r["step"]), r.get("split")): r for r in rows if "step" in r and r.get("per_hand")}
+    first = min((step for (st, step, _) in by_key if st == stage), default=None)
+    steps = {"base": first, "peak": selection["peak"]["step"], "end": selection["end"]["step"]}
+    out: dict = {}
+    for later, earlier in (("peak", "base"), ("end", "peak"), ("end", "base")):
+        pair = {}
+        for split in ("id", "ood"):
+            a, b = by_key.get((stage, steps[earlier], split)), by_key.get((stage, steps[later], split))
+            if a is None or b is None or steps[earlier] == steps[later]:
+                continue
+            try:
+                pair[split] = {"before_step": steps[earlier], "after_step": steps[later], **compare_probes(a, b)}
+            except ValueError:  # rows of different hands (probe settings changed mid-run)
+                continue
+        if pair:
+            out[f"{later}_vs_{earlier}"] = pair
+    return out
+
+
 def select_run(run_dir: str | Path, window: int = 3, z: float = 2.0) -> dict:
-    """Read ``run_dir/metrics.jsonl``, select, write ``selection.json`` atomically; return it."""
+    """Read ``run_dir/metrics.jsonl``, select, add the paired comparisons of the chosen
+    checkpoints, write ``selection.json`` atomically; return it."""
     run_dir = Path(run_dir)
     metrics = run_dir / METRICS_FILE
     if not metrics.exists():
         raise UserError(f"no {METRICS_FILE} in {run_dir}: not an SFT run folder")
-    curve = curve_from_metrics(read_jsonl(metrics))
+    rows = read_jsonl(metrics)
+    curve = curve_from_metrics(rows)
     curve = [p for p in curve if checkpoint_path(run_dir, p["step"]).is_dir()] or curve
     selection = select_from_curve(curve, window=window, z=z)
     for name in ("peak", "end", "middle"):
         path = checkpoint_path(run_dir, selection[name]["step"])
         selection[name]["path"] = str(path) if path.is_dir() else None
     selection["curve"] = curve
+    selection["paired"] = paired_comparisons(rows, selection)
     atomic_write_json(run_dir / SELECTION_FILE, selection)
     return selection
 
