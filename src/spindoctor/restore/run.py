@@ -1,6 +1,8 @@
 """Run a restoration sweep end to end: config, baselines, points, table, figure.
 
-Outputs in ``out`` (each written atomically): ``sweep.json`` (resolved config,
+Outputs in ``out``, written as one set (a unique temporary folder that replaces ``out``
+whole, :func:`spindoctor.io.atomic_dir`; a non-empty ``out`` that is not a previous
+sweep's is refused before any work): ``sweep.json`` (resolved config,
 baselines and one row per point), ``sweep.csv`` (the rows), ``sweep.png``.
 Each row holds ID and OOD accuracy +- SE, the loss proxies, how many matrices
 the point edited, and the share of lost accuracy it recovers,
@@ -11,19 +13,22 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from spindoctor.io import atomic_path, atomic_write_json, atomic_write_text
+from spindoctor.errors import UserError
+from spindoctor.io import atomic_dir, foreign_entries
 from spindoctor.probes import ProbeConfig
 from spindoctor.restore.plan import RestorePlan, plan_matrices
 from spindoctor.restore.select import block_label, equal_blocks
 from spindoctor.restore.sweep import load_factors, patched, point_edits, recovered_share
 
 SweepKind = Literal["layers", "ranks", "impose"]
+OUTPUT_FILES = ("sweep.json", "sweep.csv", "sweep.png")  # every file a sweep writes; the only ones it deletes
 CSV_FIELDS = ["point", "kind", "layers", "k_top", "k_tail", "mode", "n_matrices", "id_acc", "id_acc_se",
               "ood_acc", "ood_acc_se", "id_loss", "ood_loss", "id_recovered", "ood_recovered", "seconds"]
 
@@ -39,8 +44,8 @@ class SweepConfig(BaseModel):
     matrices: str = Field("linear", description="matrix preset: paper, attn, mlp, linear, all")
     regex: str | None = Field(None, description="keep only tensor names matching this regex")
     embeddings: bool = Field(False, description="also restore embeddings and lm_head in every point")
-    blocks: int | None = Field(4, description="layer blocks for layers/impose sweeps (the reference used 4)")
-    block_size: int | None = Field(None, description="layers per block instead of --blocks")
+    blocks: int | None = Field(4, ge=1, description="layer blocks for layers/impose sweeps (the reference used 4)")
+    block_size: int | None = Field(None, ge=1, description="layers per block instead of --blocks")
     ks: list[int | float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.2, 0.5, 1.0],
                                   description="k_top values of a ranks sweep (counts or fractions)")
     k_top: int | float = Field(1.0, description="k_top of layers/impose points")
@@ -50,6 +55,32 @@ class SweepConfig(BaseModel):
     cache_dir: str | None = Field(None, description="factorisation cache (default: none)")
     device: str = Field("cpu", description="device for the factorisations and the probed models (auto: CUDA when present)")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="the ID/OOD probes of every point")
+
+    @field_validator("ks")
+    @classmethod
+    def _some_ks(cls, v: list[int | float]) -> list[int | float]:
+        if not v:
+            raise ValueError("ks must list at least one k")
+        for k in v:
+            cls._valid_k(k)
+        return v
+
+    @field_validator("k_top", "k_tail")
+    @classmethod
+    def _valid_k(cls, v: int | float) -> int | float:
+        if v < 0 or (isinstance(v, float) and v > 1):
+            raise ValueError(f"k must be a count >= 0 or a fraction in [0, 1], got {v!r}")
+        return v
+
+
+def check_out(out: Path, label: str = "out") -> None:
+    """Refuse (UserError) an ``out`` a sweep may not replace: a file, or a non-empty folder that is not
+    a previous sweep output (only the sweep's files, sweep.json among them). Nothing is written."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"{label} {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and (foreign_entries(out, OUTPUT_FILES) or not (out / "sweep.json").is_file()):
+        raise UserError(f"{label} {out} exists and is not a sweep output folder (only {', '.join(OUTPUT_FILES)}); "
+                        "choose a new or empty folder")
 
 
 def sweep_points(cfg: SweepConfig, n_layers: int) -> list[tuple[str, set[int] | None, int | float]]:
@@ -103,7 +134,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True, baseline
     from spindoctor.restore.figures import plot_sweep
     from spindoctor.spectral.tensors import Checkpoint
 
-    started = time.time()
+    started, out = time.time(), Path(out)
+    check_out(out)
     plan = RestorePlan(layers="all", matrices=cfg.matrices, regex=cfg.regex, embeddings=cfg.embeddings)
     infos = plan_matrices(Checkpoint(cfg.ref), Checkpoint(cfg.tuned), plan)
     n_layers = max((i.layer for i in infos if i.layer is not None), default=-1) + 1
@@ -128,12 +160,13 @@ def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True, baseline
                          seconds=round(time.perf_counter() - t0, 3)))
     record = {"config": cfg.model_dump(), "n_layers": n_layers, "n_matrices": len(infos),
               "seconds": round(time.time() - started, 2), "rows": rows}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "sweep.json", record)
-    atomic_write_text(out / "sweep.csv", rows_to_csv(rows))
-    with atomic_path(out / "sweep.png") as tmp:
-        plot_sweep(rows, cfg.kind, tmp)
+    try:  # the three files replace a previous sweep's as one set (docs/design.md, "Run folder")
+        with atomic_dir(out, owned=OUTPUT_FILES) as tmp:
+            (tmp / "sweep.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            (tmp / "sweep.csv").write_text(rows_to_csv(rows), encoding="utf-8")
+            plot_sweep(rows, cfg.kind, tmp / "sweep.png")
+    except FileExistsError as exc:  # out changed while we worked: nothing was replaced
+        raise UserError(str(exc)) from None
     return record
 
 
