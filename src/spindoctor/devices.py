@@ -6,7 +6,7 @@ from spindoctor.errors import UserError
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; reject unknown names."""
+    """``auto`` -> ``cuda`` when available else ``cpu``; reject unknown names and absent devices."""
     import torch
 
     if device == "auto":
@@ -15,6 +15,11 @@ def resolve_device(device: str = "auto") -> str:
         raise UserError("--device cuda requested but no CUDA device is available")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise UserError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device.startswith("cuda:"):
+        index = device.removeprefix("cuda:")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not index.isdigit() or int(index) >= count:
+            raise UserError(f"--device {device}: no such CUDA device ({count} available)")
     return device
 
 
