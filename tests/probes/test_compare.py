@@ -28,6 +28,7 @@ def test_probe_keeps_per_hand_records_that_add_up(tiny_organism_dir):
         assert hands["digest"] == hands_digest(probe_hands(split, 16, 0))
         assert len(hands["correct"]) == 16 and set(hands["correct"]) <= {"0", "1"}
         assert hands["correct"].count("1") / 16 == result.acc
+        assert len(hands["reward"]) == 16 and sum(hands["reward"]) / 16 == pytest.approx(result.reward)
         assert hands["episode_correct"].count("1") / 16 == result.episode_acc
         assert len(hands["loss"]) == 16 and all(x > 0 for x in hands["loss"])
         back = metrics_row("sft", 3, result)
@@ -61,7 +62,7 @@ def test_compare_probes_matches_stats_on_the_arrays():
     assert got["acc"]["estimate"] == pytest.approx(0.2) == want.estimate
     assert got["acc"]["discordant"] == [0, 2]
     assert got["loss"]["estimate"] == pytest.approx((9 * -0.1 + 0.1) / 10)
-    assert got["episode_acc"] is None
+    assert got["episode_acc"] is None and got["reward"] is None
 
 
 def test_compare_refuses_rows_of_other_hands_or_without_records():

@@ -3,6 +3,7 @@ learned, multi-turn episodes chain their turns, and an interrupted run resumes e
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 
@@ -124,6 +125,14 @@ def test_probes_land_in_metrics_jsonl(tiny_ckpt, tmp_path):
     assert [(r["stage"], r["step"], r["split"]) for r in rows] == [
         ("rl", 0, "id"), ("rl", 0, "ood"), ("rl", 1, "id"), ("rl", 1, "ood")]
     assert all(r["n"] == 4 and 0.0 <= r["acc"] <= 1.0 and math.isfinite(r["loss"]) for r in rows)
+    # done.json pairs the last probe with step 0 hand by hand (the RL stage's evidence)
+    paired = json.loads((tmp_path / "run" / "done.json").read_text())["paired"]
+    assert set(paired) == {"id", "ood"}
+    for split in ("id", "ood"):
+        at = {r["step"]: r for r in rows if r["split"] == split}
+        want = (sum(at[1]["per_hand"]["reward"]) - sum(at[0]["per_hand"]["reward"])) / 4
+        assert paired[split]["n"] == 4 and paired[split]["reward"]["estimate"] == pytest.approx(want)
+        assert paired[split]["acc"]["estimate"] == pytest.approx(at[1]["acc"] - at[0]["acc"])
 
 
 def test_resume_after_interruption_repeats_the_run(tiny_ckpt, tmp_path, fake_probes):

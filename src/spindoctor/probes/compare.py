@@ -16,7 +16,7 @@ from spindoctor.stats import paired_difference, recovered_share
 
 
 def per_hand_arrays(row: dict, what: str = "correct") -> np.ndarray:
-    """One probe row's per-hand ``correct`` (0/1), ``episode_correct`` or ``loss`` as float64, shape (n,).
+    """One probe row's per-hand ``correct`` (0/1), ``episode_correct``, ``reward`` or ``loss``, float64 (n,).
 
     Raises
     ------
@@ -56,15 +56,15 @@ def compare_probes(before: dict, after: dict, *, seed: int = 0) -> dict:
     Returns
     -------
     dict
-        ``{"n", "acc": PairedDiff dict, "loss": PairedDiff dict or None,
-        "episode_acc": PairedDiff dict (multi-turn probes only)}``; differences
-        are ``after - before`` (accuracy as a fraction, loss in nats per token:
-        negative is better for the loss).
+        ``{"n", "acc": PairedDiff dict, "reward", "loss", "episode_acc"}``,
+        the last three PairedDiff dicts or None where the rows lack them;
+        differences are ``after - before`` (accuracy as a fraction, reward in
+        the game's points, loss in nats per token: negative is better).
     """
     _check_paired(before, after)
     out: dict = {"n": int(per_hand_arrays(before).size)}
     out["acc"] = paired_difference(per_hand_arrays(before), per_hand_arrays(after), seed=seed).to_dict()
-    for key, what in (("loss", "loss"), ("episode_acc", "episode_correct")):
+    for key, what in (("reward", "reward"), ("loss", "loss"), ("episode_acc", "episode_correct")):
         try:
             a, b = per_hand_arrays(before, what), per_hand_arrays(after, what)
         except ValueError:

@@ -16,8 +16,11 @@ Metrics (each defined once; docs/design.md, "Probes"):
 * ``per_hand``: what each hand scored, in probe order, so two probes of the
   same hands can be compared hand by hand (:mod:`spindoctor.probes.compare`):
   ``digest`` (hash of the ordered hand keys), ``correct`` (a string of 0/1, one
-  character per hand), ``loss`` (each hand's mean NLL per token, or None) and,
-  with ``max_turns > 1``, ``episode_correct``.
+  character per hand), ``reward`` (the game reward of each first answer),
+  ``loss`` (each hand's mean NLL per token, or None) and, with
+  ``max_turns > 1``, ``episode_correct``.
+* ``reward``: mean game reward of the first answers (the RL stage's reward
+  table on the probe hands, greedy by default).
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ class ProbeResult:
     status_counts: dict[str, int] = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)
     per_hand: dict | None = None
+    reward: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,11 +213,12 @@ def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str, progre
     hands = probe_hands(split, cfg.n, cfg.seed, target=cfg.target, probe_fraction=cfg.probe_fraction,
                         salt=cfg.salt, ood_partition=cfg.ood_partition)
     answers = _answer(model, tokenizer, cfg, [_first_messages(cfg, h) for h in hands], _phase(progress, f"{split} answers"))
-    correct, formed, values_ok, counts, samples = [], 0, 0, {}, []
+    correct, rewards, formed, values_ok, counts, samples = [], [], 0, 0, {}, []
     for hand, answer in zip(hands, answers, strict=True):
         parsed = parse_response(cfg.fmt, answer)
         _, verdict = judge_response(cfg.fmt, answer, hand)
         correct.append(verdict.correct)
+        rewards.append(float(verdict.reward))
         formed += parsed.well_formed
         values_ok += parsed.numbers is not None and tuple(parsed.numbers) == hand.values
         counts[verdict.status] = counts.get(verdict.status, 0) + 1
@@ -225,7 +230,8 @@ def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str, progre
                          well_formed=formed / n if n else float("nan"),
                          values_acc=values_ok / n if n else float("nan"),
                          loss=None, loss_tokens=0, seconds=0.0, status_counts=counts, samples=samples)
-    result.per_hand = {"digest": hands_digest(hands), "correct": _bits(correct), "loss": None}
+    result.reward = sum(rewards) / n if n else None
+    result.per_hand = {"digest": hands_digest(hands), "correct": _bits(correct), "reward": rewards, "loss": None}
     if cfg.max_turns > 1:
         done = _episodes(model, tokenizer, cfg, hands, answers, correct, progress, split)
         result.episode_acc = sum(done) / n

@@ -167,6 +167,7 @@ def train(cfg: GRPORunConfig, start: str | Path, out: str | Path, resume: bool =
     result = trainer.train(resume_from_checkpoint=resume_from)
     last = read_jsonl(out / TRAIN_LOG_FILE)[-1] if (out / TRAIN_LOG_FILE).exists() else {}
     if state.is_main_process:
-        atomic_write_json(out / DONE_FILE, {"step": cfg.steps, "train_loss": result.training_loss})
+        atomic_write_json(out / DONE_FILE, {"step": cfg.steps, "train_loss": result.training_loss,
+                                            "paired": common.paired_change(out)})
     state.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last}

@@ -403,6 +403,7 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
                 save_checkpoint(acc, model, run.optimizer, tokenizer, out, step, opt_step)
     spread = common.replica_spread(acc, model)
     if acc.is_main_process:
-        atomic_write_json(out / ckpt.DONE_FILE, {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread})
+        atomic_write_json(out / ckpt.DONE_FILE, {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread,
+                                                 "paired": common.paired_change(out)})
     acc.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last, "replica_max_abs_diff": spread}

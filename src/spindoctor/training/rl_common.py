@@ -192,3 +192,32 @@ def probe_start(model: Any, tokenizer: Any, probe_cfg: dict, start: str | Path, 
     for row in rows:
         append_jsonl(out / METRICS_FILE, row)
     return rows
+
+
+def paired_change(out: Path) -> dict:
+    """Hand-by-hand change of an RL run from its step-0 probe to its last probe, per split.
+
+    Returns
+    -------
+    dict
+        ``{split: {"before_step", "after_step", **compare_probes(...)}}`` for each
+        split with per-hand rows of the same hands at both steps (empty when the
+        run probed only once or its rows predate per-hand records). The RL stage
+        "works" when the ID accuracy and reward intervals lie above 0
+        (docs/design.md, "Evidence").
+    """
+    from spindoctor.probes.compare import compare_probes
+
+    path = out / METRICS_FILE
+    rows = [r for r in read_jsonl(path) if r.get("per_hand")] if path.exists() else []
+    result: dict = {}
+    for split in ("id", "ood"):
+        mine = {int(r["step"]): r for r in rows if r.get("split") == split}
+        if len(mine) < 2 or 0 not in mine:
+            continue
+        last = max(mine)
+        try:
+            result[split] = {"before_step": 0, "after_step": last, **compare_probes(mine[0], mine[last])}
+        except ValueError:  # different hands: probe settings changed between the two rows
+            continue
+    return result
