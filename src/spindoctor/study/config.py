@@ -107,13 +107,12 @@ def config_path(name_or_path: str) -> Path:
 def load_study_config(name_or_path: str = "organism", quick: bool = False) -> StudyConfig:
     """Read a preset or YAML file, apply ``quick:`` when asked, validate every stage."""
     path = config_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path} must hold a mapping of study settings")
-    quick_over = raw.pop("quick", {}) or {}
+    raw = read_yaml_mapping(path)
+    quick_over = raw.pop("quick", None)
+    if quick_over is None:
+        quick_over = {}
+    if not isinstance(quick_over, dict):
+        raise UserError(f"{path}: quick must be a mapping of study settings, got {type(quick_over).__name__}")
     if quick:
         raw = deep_merge(raw, quick_over)
     try:
@@ -123,6 +122,22 @@ def load_study_config(name_or_path: str = "organism", quick: bool = False) -> St
         raise UserError(f"{path}: {where}: {msg}") from None
     validate_stages(cfg)
     return cfg
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """The mapping a YAML file holds; :class:`UserError` (one line) for unreadable, non-UTF-8,
+    invalid YAML or anything but a mapping."""
+    try:
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a mapping of study settings")
+    return raw
 
 
 def validate_stages(cfg: StudyConfig) -> None:
@@ -135,9 +150,11 @@ def validate_stages(cfg: StudyConfig) -> None:
         "sweeps.probe": lambda: ProbeConfig(**deep_merge(cfg.probe, cfg.sweeps.probe)),
         "base.pretrain": lambda: PretrainConfig(**{"seed": cfg.seed, **cfg.base.pretrain}),
         "drift": lambda: drift_config(cfg, None),
-        "sweeps": lambda: [sweep_config(cfg, kind, "ref", "tuned", None) for kind in ("layers", "ranks")],
+        "sweeps": lambda: [sweep_config(cfg, kind, "ref", "tuned", None) for kind in ("layers", "ranks")]
+        + [check_matrix_choice(cfg.sweeps.overrides())],
         "sft.overrides": lambda: sft_config(cfg, "base", "out"),
         "rl.overrides": lambda: rl_config(cfg),
+        "select.overrides": lambda: select_settings(cfg),
     }
     for where, build in checks.items():
         try:
@@ -145,6 +162,54 @@ def validate_stages(cfg: StudyConfig) -> None:
         except (ValidationError, ValueError, TypeError) as exc:
             loc, msg = first_error(exc) if isinstance(exc, ValidationError) else ("", str(exc))
             raise UserError(f"config {where}{'.' + loc if loc else ''}: {msg}") from None
+
+
+def check_matrix_choice(overrides: dict) -> None:
+    """A sweep's ``matrices`` must name a preset and its ``regex`` must compile (SweepConfig
+    takes any string; the restoration plan would only refuse it when the sweep runs)."""
+    import re
+
+    from spindoctor.spectral.tensors import PRESETS
+
+    matrices = overrides.get("matrices", "linear")
+    if matrices not in PRESETS:
+        raise ValueError(f"matrices must be one of {', '.join(PRESETS)}, got {matrices!r}")
+    try:
+        re.compile(overrides.get("regex") or "")
+    except re.error as exc:
+        raise ValueError(f"regex {overrides['regex']!r} does not compile: {exc}") from None
+
+
+def check_base_path(cfg: StudyConfig) -> None:
+    """``base.path`` must be a Hugging Face checkpoint folder with safetensors weights. Checked
+    when a study starts (not when a config loads: a shipped preset names a folder to provide)."""
+    from spindoctor.models.checkpoints import check_checkpoint
+
+    if cfg.base.path:
+        try:
+            check_checkpoint(cfg.base.path, need_config=True)
+        except UserError as exc:
+            raise UserError(f"config base.path: {exc}") from None
+
+
+def select_settings(cfg: StudyConfig) -> dict:
+    """The ``select`` overrides, checked against ``select_run``'s own keywords and their types
+    (the defaults stay in ``select_run``); the smoothing window is checked by the smoother itself."""
+    import inspect
+    from typing import get_type_hints
+
+    from pydantic import create_model
+
+    from spindoctor.training.select import pooled_smoothing, select_run
+
+    hints = get_type_hints(select_run)
+    params = list(inspect.signature(select_run).parameters.values())[1:]  # after run_dir
+    model = create_model("SelectSettings", __config__=ConfigDict(extra="forbid"),
+                         **{p.name: (hints.get(p.name, Any), p.default) for p in params})
+    chosen = model(**cfg.select.overrides).model_dump(exclude_unset=True)
+    if "window" in chosen:
+        pooled_smoothing([0.0], [1.0], chosen["window"])
+    return chosen
 
 
 def drift_config(cfg: StudyConfig, cache_dir: str | Path | None):

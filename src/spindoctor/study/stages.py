@@ -17,7 +17,14 @@ from pathlib import Path
 from spindoctor.errors import UserError
 from spindoctor.io import atomic_write_json
 from spindoctor.models.checkpoints import SELECTION_FILE, checkpoint_path, last_checkpoint
-from spindoctor.study.config import StudyConfig, drift_config, rl_config, sft_config, sweep_config
+from spindoctor.study.config import (
+    StudyConfig,
+    drift_config,
+    rl_config,
+    select_settings,
+    sft_config,
+    sweep_config,
+)
 
 
 @dataclass
@@ -91,7 +98,7 @@ def stage_select(ctx: Context) -> dict:
     """OOD peak, middle and end checkpoints -> sft/selection.json."""
     from spindoctor.training.select import select_run
 
-    sel = select_run(ctx.run / "sft", **ctx.cfg.select.overrides)
+    sel = select_run(ctx.run / "sft", **select_settings(ctx.cfg))
     return {name: sel[name]["step"] for name in ("peak", "middle", "end")} | {"shape": sel.get("shape")}
 
 
