@@ -7,6 +7,11 @@ baselines and one row per point), ``sweep.csv`` (the rows), ``sweep.png``.
 Each row holds ID and OOD accuracy +- SE, the loss proxies, how many matrices
 the point edited, and the share of lost accuracy it recovers,
 ``(acc_point - acc_tuned) / (acc_ref - acc_tuned)`` (None when nothing was lost).
+Every model is probed on the same hands, so each point also carries paired
+evidence (docs/design.md, "Evidence"): per split, the change against the tuned
+model and against the reference (accuracy and loss proxy, 95% paired-bootstrap
+intervals, exact McNemar p) and the recovered share of accuracy and of loss
+with its interval; ``per_hand`` keeps each probe's per-hand record.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ SweepKind = Literal["layers", "ranks", "impose"]
 OUTPUT_FILES = ("sweep.json", "sweep.csv", "sweep.png")  # every file a sweep writes; the only ones it deletes
 CSV_FIELDS = ["point", "kind", "layers", "k_top", "k_tail", "mode", "n_matrices", "id_acc", "id_acc_se",
               "ood_acc", "ood_acc_se", "id_loss", "ood_loss", "id_recovered", "ood_recovered", "seconds"]
+# paired columns per split: change vs the tuned model (estimate, lo, hi) of accuracy and loss,
+# and the recovered share of accuracy and of loss with its interval
+PAIRED_FIELDS = [f"{split}_{what}_{part}" for split in ("id", "ood")
+                 for what in ("acc_vs_tuned", "loss_vs_tuned", "acc_recovered", "loss_recovered")
+                 for part in ("est", "lo", "hi")]
+CSV_FIELDS += PAIRED_FIELDS
 
 
 class SweepConfig(BaseModel):
@@ -95,15 +106,39 @@ def sweep_points(cfg: SweepConfig, n_layers: int) -> list[tuple[str, set[int] | 
 
 
 def _row(label: str, results: dict, baseline: dict | None, **extra) -> dict:
-    row = {"point": label, **extra}
+    row = {"point": label, **extra, "per_hand": {}, "paired": {}}
     for split in ("id", "ood"):
         r = results.get(split)
         row[f"{split}_acc"] = None if r is None else r.acc
         row[f"{split}_acc_se"] = None if r is None else r.acc_se
         row[f"{split}_loss"] = None if r is None else r.loss
+        if r is not None:
+            row["per_hand"][split] = r.per_hand
         if baseline and r is not None and split in baseline["tuned"]:
             row[f"{split}_recovered"] = recovered_share(r.acc, baseline["tuned"][split].acc, baseline["ref"][split].acc)
+            row["paired"][split] = paired_evidence(baseline["tuned"][split], r, baseline["ref"][split])
+            row.update(_flat_paired(split, row["paired"][split]))
     return row
+
+
+def paired_evidence(tuned, point, ref) -> dict:
+    """Paired change of ``point`` against the tuned model and the reference, and its recovered
+    shares (ProbeResults of one split on the same hands; docs/design.md, "Evidence")."""
+    from spindoctor.probes.compare import compare_probes, recovered
+
+    a, b, c = tuned.to_dict(), point.to_dict(), ref.to_dict()
+    return {"vs_tuned": compare_probes(a, b), "vs_ref": compare_probes(c, b), "recovered": recovered(a, b, c)}
+
+
+def _flat_paired(split: str, ev: dict) -> dict:
+    """The CSV's paired columns of one split (:data:`PAIRED_FIELDS`)."""
+    parts = {"acc_vs_tuned": ev["vs_tuned"]["acc"], "loss_vs_tuned": ev["vs_tuned"]["loss"],
+             "acc_recovered": ev["recovered"]["acc"], "loss_recovered": ev["recovered"]["loss"]}
+    out = {}
+    for what, stat in parts.items():
+        for part, key in (("est", "estimate"), ("lo", "lo"), ("hi", "hi")):
+            out[f"{split}_{what}_{part}"] = None if stat is None else stat[key]
+    return out
 
 
 def _probe_once(path: str, probe: ProbeConfig, memo: dict | None, model=None, tok=None, device: str = "cpu") -> dict:
@@ -129,13 +164,19 @@ def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True, baseline
     reference and tuned models' probe results are computed once per checkpoint
     and probe config.
     """
-    from spindoctor.models.load import load_causal_lm
+    from spindoctor.models.load import check_model_folder, load_causal_lm
     from spindoctor.probes import probe_model
     from spindoctor.restore.figures import plot_sweep
     from spindoctor.spectral.tensors import Checkpoint
 
     started, out = time.time(), Path(out)
     check_out(out)
+    for path in (cfg.ref, cfg.tuned):  # both are probed: malformed folders fail before any work
+        check_model_folder(path)
+    if cfg.device != "cpu":
+        from spindoctor.devices import resolve_device
+
+        resolve_device(cfg.device)
     plan = RestorePlan(layers="all", matrices=cfg.matrices, regex=cfg.regex, embeddings=cfg.embeddings)
     infos = plan_matrices(Checkpoint(cfg.ref), Checkpoint(cfg.tuned), plan)
     n_layers = max((i.layer for i in infos if i.layer is not None), default=-1) + 1
