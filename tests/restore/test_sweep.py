@@ -104,3 +104,34 @@ def test_cli_rejects_bad_plan(tiny_pair, tmp_path, capsys):
     assert main(["restore", str(ref), str(tuned), "--out", str(tmp_path / "o"), "--top-k", "150%"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error:") for line in err)
+
+
+def test_full_restoration_point_pairs_as_the_reference(tiny_pair, tmp_path):
+    """k = all, full triplet gives the reference back: paired against it every hand agrees, and its
+    change against the tuned model is the reference's own (same hands, same bits)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ref, _ = tiny_pair
+    model = AutoModelForCausalLM.from_pretrained(ref)
+    with torch.no_grad():  # only the linear matrices move, so restoring them all is the reference
+        for name, p in model.named_parameters():
+            if name.endswith("proj.weight"):
+                p.add_(0.2 * torch.randn_like(p))
+    tuned = tmp_path / "linear-only"
+    model.save_pretrained(tuned)
+    AutoTokenizer.from_pretrained(ref).save_pretrained(tuned)
+    cfg = SweepConfig(kind="ranks", ref=str(ref), tuned=str(tuned), ks=[1.0], mode="full", probe=TINY_PROBE)
+    record = run_sweep(cfg, tmp_path / "sw", progress=False)
+    base_ref, base_tuned, point = record["rows"]
+    for split in ("id", "ood"):
+        ev = point["paired"][split]
+        assert point["per_hand"][split]["correct"] == base_ref["per_hand"][split]["correct"]
+        assert ev["vs_ref"]["acc"]["estimate"] == 0 and ev["vs_ref"]["acc"]["discordant"] == [0, 0]
+        assert ev["vs_ref"]["loss"]["estimate"] == pytest.approx(0, abs=1e-4)
+        ref_loss = sum(base_ref["per_hand"][split]["loss"]) / 6
+        tuned_loss = sum(base_tuned["per_hand"][split]["loss"]) / 6
+        assert ev["vs_tuned"]["loss"]["estimate"] == pytest.approx(ref_loss - tuned_loss, abs=1e-4)
+        assert point[f"{split}_loss_vs_tuned_est"] == ev["vs_tuned"]["loss"]["estimate"]
+    header = (tmp_path / "sw" / "sweep.csv").read_text().splitlines()[0].split(",")
+    assert "ood_loss_recovered_lo" in header and "id_acc_vs_tuned_hi" in header
