@@ -69,8 +69,8 @@ def test_nonempty_out_is_refused_and_nothing_is_left_behind(tiny_pair, tmp_path)
     ref, tuned = tiny_pair
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
-    with pytest.raises(UserError, match="not empty"):
+    with pytest.raises(UserError, match="not a restore output"):
         restore_checkpoint(ref, tuned, tmp_path / "busy", RestorePlan(), progress=False)
     with pytest.raises(UserError, match="no matrix"):
         restore_checkpoint(ref, tuned, tmp_path / "o2", RestorePlan(layers="none"), progress=False)
-    assert not (tmp_path / "o2").exists() and not list(tmp_path.glob(".*partial"))
+    assert not (tmp_path / "o2").exists() and not list(tmp_path.glob(".*"))

@@ -5,19 +5,27 @@ template, ...) is copied from the tuned checkpoint; the weights are written
 shard by shard in the tuned checkpoint's layout (same shard names and index),
 with the planned matrices restored and every other tensor copied unchanged, so
 memory holds one shard at a time. ``restore.json`` records the reference, the
-tuned checkpoint, their fingerprints and every plan parameter. The folder is
-built under a temporary name and renamed into place when complete.
+tuned checkpoint, their fingerprints, every plan parameter and the files written.
+
+The output is one set (docs/design.md, "Run folder"): it is built in a unique
+temporary folder beside ``out`` (:func:`spindoctor.io.atomic_dir`), removed on any
+failure, and replaces ``out`` whole when complete. An existing ``out`` must be
+empty or a previous restore output (recognised by its ``restore.json``); only the
+files that output lists are deleted. ``out`` may not be a file, the working
+folder, an input folder or a folder above one; every check runs before any work.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 from spindoctor import __version__
 from spindoctor.errors import UserError
-from spindoctor.io import atomic_write_json
+from spindoctor.io import atomic_dir
 from spindoctor.restore.edit import restore_count, restore_matrix
 from spindoctor.restore.plan import RestorePlan, plan_matrices
 from spindoctor.spectral.svd import FactorCache, load_factorization
@@ -34,6 +42,46 @@ def _copy_non_weights(src: Path, dst: Path) -> None:
             shutil.copy2(item, dst / item.name)
 
 
+def previous_output_files(out: Path) -> list[str] | None:
+    """The files a previous restore wrote into ``out`` (from its ``restore.json``), ``[]`` for an
+    absent or empty folder, None when ``out`` is not a restore output."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    try:
+        record = json.loads((out / EDIT_RECORD).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or not {"plan", "tuned", "reference"} <= set(record):
+        return None
+    files = record.get("files")
+    if files is None:  # written before restore.json listed its files: every plain file is its own
+        return sorted(p.name for p in out.iterdir() if p.is_file() and not p.is_symlink())
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return [*files, EDIT_RECORD]
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_out(out: Path, inputs: list[Path]) -> list[str]:
+    """Refuse (UserError) an ``out`` restore may not replace; return the files it may delete there."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"--out {out} exists and is not a folder")
+    where = Path(os.path.realpath(out))
+    if _is_within(Path.cwd().resolve(), where):
+        raise UserError(f"--out {out} is the working folder or a folder above it; choose a new folder")
+    for src in inputs:
+        if _is_within(src.resolve(), where):
+            raise UserError(f"--out {out} is the input {src} or a folder above it; choose a new folder")
+    owned = previous_output_files(out)
+    if owned is None:
+        raise UserError(f"--out {out} exists and is not a restore output (no {EDIT_RECORD}); "
+                        "choose a new or empty folder")
+    return owned
+
+
 def restore_checkpoint(
     ref_dir: str | Path,
     tuned_dir: str | Path,
@@ -45,24 +93,48 @@ def restore_checkpoint(
     progress: bool = True,
 ) -> dict:
     """Write ``out_dir``: the tuned checkpoint with ``plan`` applied; return the edit record."""
-    from rich.progress import Progress
-    from safetensors.torch import save_file
-
     ref, tuned = Checkpoint(ref_dir), Checkpoint(tuned_dir)
     if not tuned.path.is_dir():
         raise UserError(f"TUNED must be a checkpoint folder (config, tokenizer, weights): {tuned.path}")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"out_dir {out} exists and is not empty")
+    owned = check_out(out, [ref.path, tuned.path])
+    if cache_dir is not None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise UserError(f"--cache-dir {cache_dir} exists and is not a folder")
+    if device != "cpu":
+        from spindoctor.devices import resolve_device
+
+        device = resolve_device(device)
     infos = {i.name: i for i in plan_matrices(ref, tuned, plan)}
     cache = FactorCache(cache_dir) if cache_dir else None
     fp_ref = ref.fingerprint(cache.root if cache else None)
     fp_tuned = tuned.fingerprint(cache.root if cache else None)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    record_rows = []
     started = time.time()
+    try:
+        with atomic_dir(out, owned=owned) as tmp:
+            rows = _write_weights(tmp, ref, tuned, infos, plan, cache, dtype, device, (fp_ref, fp_tuned), progress)
+            if (tuned.path / INDEX_FILE).exists():
+                shutil.copy2(tuned.path / INDEX_FILE, tmp / INDEX_FILE)
+            _copy_non_weights(tuned.path, tmp)
+            record = {
+                "spindoctor_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "seconds": round(time.time() - started, 3),
+                "reference": str(ref.path.resolve()), "reference_fingerprint": fp_ref,
+                "tuned": str(tuned.path.resolve()), "tuned_fingerprint": fp_tuned,
+                "plan": plan.model_dump(), "factor_dtype": dtype, "matrices": rows,
+                "files": sorted(p.name for p in tmp.iterdir()),
+            }
+            (tmp / EDIT_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except FileExistsError as exc:  # out changed while we worked: nothing was replaced
+        raise UserError(str(exc)) from None
+    return record
+
+
+def _write_weights(tmp, ref, tuned, infos, plan, cache, dtype, device, fingerprints, progress) -> list[dict]:
+    """Write every shard of ``tuned`` into ``tmp``, with the matrices in ``infos`` restored; return their rows."""
+    from rich.progress import Progress
+    from safetensors.torch import save_file
+
+    rows = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("restoring", total=len(infos))
         for shard in tuned.files:
@@ -71,27 +143,12 @@ def restore_checkpoint(
                 tensor = tuned.tensor(name)
                 info = infos.get(name)
                 if info is not None:
-                    tensor, row = _restore_one(ref, tuned, info, plan, cache, dtype, device, fp_ref, fp_tuned)
-                    record_rows.append(row)
+                    tensor, row = _restore_one(ref, tuned, info, plan, cache, dtype, device, *fingerprints)
+                    rows.append(row)
                     bar.advance(task)
                 tensors[name] = tensor.contiguous()
             save_file(tensors, str(tmp / shard.name), metadata={"format": "pt"})
-    index = tuned.path / INDEX_FILE
-    if index.exists():
-        shutil.copy2(index, tmp / INDEX_FILE)
-    _copy_non_weights(tuned.path, tmp)
-    record = {
-        "spindoctor_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seconds": round(time.time() - started, 3),
-        "reference": str(ref.path.resolve()), "reference_fingerprint": fp_ref,
-        "tuned": str(tuned.path.resolve()), "tuned_fingerprint": fp_tuned,
-        "plan": plan.model_dump(), "factor_dtype": dtype, "matrices": record_rows,
-    }
-    atomic_write_json(tmp / EDIT_RECORD, record)
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
-    return record
+    return rows
 
 
 def _restore_one(ref, tuned, info, plan, cache, dtype, device, fp_ref, fp_tuned):

@@ -56,13 +56,14 @@ def _validated(model_cls, explicit: dict | None = None, **fields):
         return model_cls(**_given(**fields), **(explicit or {}))
     except ValidationError as exc:
         where, msg = first_error(exc)
-        raise UserError(f"--{where.replace('.', '-').replace('_', '-')}: {msg}") from None
+        raise UserError(f"--{where.replace('.', '-').replace('_', '-')}: {msg.removeprefix('Value error, ')}") from None
 
 
 def restore(
     ref: Ref,
     tuned: Tuned,
-    out: Annotated[Path, typer.Option(help="Output checkpoint folder (must not exist or be empty).")],
+    out: Annotated[Path, typer.Option(
+        help="Output checkpoint folder: new, empty, or a previous restore output (replaced whole).")],
     layers: Annotated[str | None, typer.Option(
         help=f"all, none, 0-9, 0,3,5-7, first:25%, last:25%, middle:50% {_default(RestorePlan, 'layers')}.")] = None,
     matrices: Matrices = None,
@@ -98,10 +99,11 @@ def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) 
 
     probe = _validated(ProbeConfig, n=fields.pop("n"), fmt=fields.pop("fmt"), batch_size=fields.pop("batch_size"),
                        max_new_tokens=fields.pop("max_new_tokens"))
-    for label, folder in (("REF", ref), ("TUNED", tuned)):
-        if not folder.is_dir():
-            raise UserError(f"{label} is not a checkpoint folder: {folder}")
-    explicit = {"blocks": fields.pop("blocks")} if fields.get("block_size") else {}
+    from spindoctor.models.load import check_model_folder
+
+    for folder in (ref, tuned):  # both are probed: config, weights and tokenizer must be sound
+        check_model_folder(folder)
+    explicit = {"blocks": fields.pop("blocks")} if fields.get("block_size") is not None else {}
     cfg = _validated(SweepConfig, explicit, kind=kind, ref=str(ref), tuned=str(tuned), probe=probe, **fields)
     record = run_sweep(cfg, out, progress=not as_json)
     if as_json:
@@ -115,7 +117,8 @@ def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) 
     typer.echo(f"wrote {out / 'sweep.json'}, {out / 'sweep.csv'}, {out / 'sweep.png'}")
 
 
-Out = Annotated[Path, typer.Option(help="Folder for sweep.json, sweep.csv and sweep.png.")]
+Out = Annotated[Path, typer.Option(
+    help="Folder for sweep.json, sweep.csv and sweep.png: new, empty, or a previous sweep's (replaced whole).")]
 N = Annotated[int | None, typer.Option(help=f"Probe hands per split {_default(ProbeConfig, 'n')}.")]
 Fmt = Annotated[str | None, typer.Option(
     "--format", help=f"Prompt format: compact (organism) or paper {_default(ProbeConfig, 'fmt')}.")]
@@ -138,7 +141,9 @@ def layers(ref: Ref, tuned: Tuned, out: Out, blocks: Blocks = None, block_size: 
 
 def _blocks(blocks: int | None, block_size: int | None) -> dict:
     """--block-size replaces --blocks (then blocks is None); neither: SweepConfig's blocks."""
-    return {"blocks": None, "block_size": block_size} if block_size else {"blocks": blocks, "block_size": None}
+    if block_size is not None:  # 0 included: SweepConfig refuses it, never ignores it
+        return {"blocks": None, "block_size": block_size}
+    return {"blocks": blocks, "block_size": None}
 
 
 @sweep_app.command()
