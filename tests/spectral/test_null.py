@@ -112,3 +112,30 @@ def test_null_comparison_shapes_and_seed():
 def test_log_ratio(obs, null, expected):
     got = log_ratio(obs, null)
     assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_null_rows_and_summary_on_checkpoints(tmp_path):
+    """A rotation-only update (W -> W R) against its nulls: singular values do not move at all, so
+    the observed |ds/s| is far below both nulls' and the summary's interval says so."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from spindoctor.spectral.null import null_rows, summarize_null
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(tmp_path / "ref")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and "proj" in name:
+                small = torch.linalg.matrix_exp(0.05 * (lambda a: a - a.T)(torch.randn(p.shape[1], p.shape[1])))
+                p.copy_(p @ small)  # right rotation: same singular values, turned V
+    model.save_pretrained(tmp_path / "tuned")
+    rows = null_rows(tmp_path / "ref", tmp_path / "tuned", draws=2)
+    assert len(rows) == 8 and {r["kind"] for r in rows} == {"q_proj", "k_proj", "v_proj", "down_proj"}
+    assert all(r["ds_rel_mean_abs"] < 1e-5 < r["gaussian_ds_rel_mean_abs"] for r in rows)
+    summary = summarize_null(rows)
+    ds = summary["overall"]["gaussian_ds_rel_mean_abs"]
+    assert ds["hi"] < 0 and ds["n"] == 8 and ds["ratio"] < 1e-3
+    assert set(summary["by_layer"]) == {"0", "1"}
