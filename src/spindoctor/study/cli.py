@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -15,17 +16,20 @@ def study(
     config: Annotated[str, typer.Option(help="Shipped preset (organism, smollm2-135m, qwen2.5-7b, llama-3.2-11b) or a .yaml path.")] = "organism",
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<config name>, runs/<name>-quick with --quick).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A miniature of every stage (about 2 minutes).")] = False,
-    restart: Annotated[bool, typer.Option("--restart", help="Delete the run folder first instead of resuming it.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Delete what the study wrote in the run folder first "
+                                          "instead of resuming it (any other file stays).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary, no progress.")] = False,
 ) -> None:
     """Run the whole playbook: base -> SFT (+probes) -> select -> RL -> drift -> restoration -> toy -> report.
 
-    Rerunning the same command skips finished stages and resumes an interrupted one.
+    Rerunning skips finished stages whose settings did not change, reruns those whose settings
+    (or input stages) changed, and resumes an interrupted one. --out must be absent, empty or a study run.
     """
     from transformers.utils import logging as hf_logging
 
     from spindoctor.study.config import load_study_config
     from spindoctor.study.pipeline import run_study
+    from spindoctor.study.runfolder import StudyNotice
 
     cfg = load_study_config(config, quick=quick)
     run = out or Path("runs") / (cfg.name + ("-quick" if quick else ""))
@@ -33,13 +37,28 @@ def study(
         raise UserError(f"--out {run} exists and is not a folder")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    markers = run_study(cfg, run, progress=not as_json, restart=restart)
+    with warnings.catch_warnings():  # the study's notices (a stage rerun, files kept): one line each
+        warnings.simplefilter("always", StudyNotice)
+        warnings.showwarning = _one_line(warnings.showwarning)
+        markers = run_study(cfg, run, progress=not as_json, restart=restart)
     report = run / "report" / "index.html"
     if as_json:
         typer.echo(json.dumps({"run": str(run), "report": str(report),
                                "stages": {k: v["seconds"] for k, v in markers.items()}}))
         return
     _print_summary(run, markers)
+
+
+def _one_line(show):
+    """A ``warnings.showwarning`` printing StudyNotice as one ``warning:`` line, others as ``show`` does."""
+    from spindoctor.study.runfolder import StudyNotice
+
+    def showwarning(message, category, *args, **kwargs):
+        if issubclass(category, StudyNotice):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, *args, **kwargs)
+    return showwarning
 
 
 def _print_summary(run: Path, markers: dict) -> None:

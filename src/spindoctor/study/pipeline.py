@@ -1,61 +1,111 @@
-"""Run the study's stages in order, skipping finished ones (their markers) and resuming the rest."""
+"""Run the study's stages in order: skip finished ones whose settings still match, rerun the rest.
+
+docs/design.md, "Run folder": every check (the run folder is a study's, the base
+checkpoint exists, no stage folder holds foreign files) runs before any stage does.
+"""
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import yaml
 
-from spindoctor.errors import UserError
 from spindoctor.io import atomic_write_json, atomic_write_text
-from spindoctor.study.config import StudyConfig
+from spindoctor.study import runfolder
+from spindoctor.study.config import StudyConfig, check_base_path
+from spindoctor.study.fingerprint import UPSTREAM, saved_fingerprints, stage_fingerprints
+from spindoctor.study.runfolder import marker, read_json, started
 from spindoctor.study.stages import STAGES, Context
 
-MARKERS = ".stages"
+__all__ = ["marker", "plan_stages", "run_study"]
+
+# Stages that pick up an interrupted run of the same settings; the others start over.
+RESUMABLE = frozenset({"rl", "drift", "sweeps", "toy", "report"})
 
 
-def marker(run: Path, stage: str) -> Path:
-    return run / MARKERS / f"{stage}.json"
+def adopt_legacy(run: Path) -> None:
+    """Give a run folder from before the study marker its marker, started records and fingerprints.
+
+    The code that wrote it refused to touch a run whose config differed from
+    ``config.yaml``, so every finished stage ran with that config: its fingerprints
+    are computed from it. When it no longer loads, markers stay without one (rerun).
+    """
+    try:
+        saved = saved_fingerprints(yaml.safe_load(Path(run, runfolder.CONFIG).read_bytes().decode("utf-8")))
+    except (OSError, ValueError, yaml.YAMLError):
+        saved = None
+    for stage, dirs in runfolder.STAGE_DIRS.items():
+        done = read_json(marker(run, stage))
+        if done is not None and saved is not None and "fingerprint" not in done:
+            atomic_write_json(marker(run, stage), done | {"fingerprint": saved[stage]})
+        if done is not None or any((run / d).exists() for d in dirs):
+            atomic_write_json(started(run, stage), {"fingerprint": saved and saved[stage], "adopted": True})
+    runfolder.claim(run)
 
 
-def _check_same_config(run: Path, cfg: StudyConfig) -> None:
-    saved_path = run / "config.yaml"
-    if not saved_path.exists():
-        return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
-    if saved != cfg.model_dump(mode="json"):
-        changed = sorted(k for k in set(saved) | set(cfg.model_dump(mode="json"))
-                         if saved.get(k) != cfg.model_dump(mode="json").get(k))
-        raise UserError(f"{run} holds a study with a different config (keys {', '.join(changed)}); "
-                        "use another --out or --restart")
+def plan_stages(run: Path, fps: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """({stage: ``skip`` | ``resume`` | ``fresh``}, one notice line per finished stage rerun)."""
+    plan: dict[str, str] = {}
+    notices = []
+    for name in UPSTREAM:
+        done, begun = read_json(marker(run, name)), read_json(started(run, name))
+        rerun_inputs = [u for u in UPSTREAM[name] if plan[u] != "skip"]
+        if done is not None and done.get("fingerprint") == fps[name] and not rerun_inputs:
+            plan[name] = "skip"
+            continue
+        if done is not None:
+            why = (f"its input stage {rerun_inputs[0]} reruns" if done.get("fingerprint") == fps[name]
+                   else "its settings changed" if "fingerprint" in done else "its marker has no settings fingerprint")
+            notices.append(f"{name}: finished earlier, rerun because {why}")
+        same = begun is not None and begun.get("fingerprint") == fps[name] and done is None
+        plan[name] = "resume" if same and name in RESUMABLE and not rerun_inputs else "fresh"
+    return plan, notices
 
 
-def run_study(cfg: StudyConfig, run: str | Path, progress: bool = True, restart: bool = False,
-              only: list[str] | None = None) -> dict:
-    """Run every stage not yet finished; return {stage: marker} for all stages."""
-    import shutil
+def _prepare(cfg: StudyConfig, run: Path, restart: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Every check before any work; returns (fingerprints, plan)."""
+    kind = runfolder.classify(run)
+    fps = stage_fingerprints(cfg)
+    check_base_path(cfg)
+    if kind == "legacy":
+        adopt_legacy(run)
+    if restart and kind != "new":
+        for name in UPSTREAM:  # refuse before deleting anything: these would block their stage
+            runfolder.check_stage_dirs(run, name)
+        runfolder.restart(run)
+    plan, notices = plan_stages(run, fps)
+    for name, action in plan.items():
+        if action != "skip":
+            runfolder.check_stage_dirs(run, name)
+    for line in notices:
+        warnings.warn(line, runfolder.StudyNotice, stacklevel=3)
+    return fps, plan
 
+
+def run_study(cfg: StudyConfig, run: str | Path, progress: bool = True, restart: bool = False) -> dict:
+    """Run every stage not finished with these settings; return {stage: marker} for all stages."""
     run = Path(run)
-    if restart and run.exists():
-        shutil.rmtree(run)
-    _check_same_config(run, cfg)
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    fps, plan = _prepare(cfg, run, restart)
+    runfolder.claim(run)
+    atomic_write_text(run / runfolder.CONFIG, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     ctx = Context(cfg, run, progress)
     markers = {}
     for name, stage in STAGES:
-        path = marker(run, name)
-        if path.exists():
-            markers[name] = yaml.safe_load(path.read_text())
+        if plan[name] == "skip":
+            markers[name] = read_json(marker(run, name))
             ctx.say(f"[dim]{name}: done earlier ({markers[name]['seconds']:.0f} s), skipped[/dim]")
             continue
-        if only and name not in only:
-            continue
+        marker(run, name).unlink(missing_ok=True)
+        if plan[name] == "fresh":
+            runfolder.clear_stage(run, name)
+        atomic_write_json(started(run, name), {"fingerprint": fps[name]})
         ctx.say(f"[bold]{name}[/bold]: {stage.__doc__.splitlines()[0]}")
         start = time.perf_counter()
         summary = stage(ctx)
         markers[name] = {"seconds": round(time.perf_counter() - start, 2),
-                         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "summary": summary}
-        atomic_write_json(path, markers[name])
+                         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "summary": summary,
+                         "fingerprint": fps[name]}
+        atomic_write_json(marker(run, name), markers[name])
     return markers

@@ -1,16 +1,16 @@
 """The study's stages. Each reads earlier stages' files and writes its own (docs/design.md, "Run folder").
 
 A stage is a function ``stage(ctx) -> dict`` (its summary, kept in its marker).
-It is only called when its marker is missing; a stage interrupted half-way is
-called again and picks up what it can: RL resumes from its last checkpoint,
-drift and sweeps reuse the factorisation cache, the rest start over (they
-write their outputs atomically, so nothing half-written is ever read).
+It is only called when its marker is missing or its settings fingerprint changed;
+a stage interrupted half-way is called again and picks up what it can: RL resumes
+from its last checkpoint, drift and sweeps reuse the factorisation cache, base and
+SFT start over (the pipeline empties their folders first, and only folders the
+study started: no stage deletes anything itself).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,6 @@ def stage_base(ctx: Context) -> dict:
             raise UserError(f"base.path {folder} is not a Hugging Face checkpoint folder")
         atomic_write_json(out / "pointer.json", {"path": str(folder.resolve())})
         return {"path": str(folder.resolve()), "pretrained": False}
-    shutil.rmtree(out, ignore_errors=True)  # a half-written base from a killed run
     cfg = PretrainConfig(**{"seed": ctx.cfg.seed, "threads": ctx.cfg.threads, **ctx.cfg.base.pretrain})
     summary = pretrain(cfg, out, progress=ctx.progress)
     return {"path": str(out), "pretrained": True, "steps": summary["steps"],
@@ -89,7 +88,6 @@ def stage_sft(ctx: Context) -> dict:
     from spindoctor.training.sft import run_sft
 
     out = ctx.run / "sft"
-    shutil.rmtree(out, ignore_errors=True)  # SFT restarts whole: it takes minutes on the organism
     summary = run_sft(sft_config(ctx.cfg, ctx.base_dir(), out), say=ctx.say if ctx.progress else (lambda *_: None))
     return {k: summary[k] for k in ("steps", "seconds", "examples") if k in summary}
 

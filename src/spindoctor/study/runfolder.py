@@ -1,0 +1,148 @@
+"""The study's run folder: how it identifies itself, what the study owns in it, ``--restart``.
+
+docs/design.md, "Run folder". A study run folder holds ``.spindoctor-study.json``
+(schema ``spindoctor.study-run/1``), written when the study claims an absent or
+empty folder; a folder written before that marker existed is recognised by
+``config.yaml`` beside ``.stages/``. Any other non-empty folder is refused.
+
+Inside it, a stage's folder (``base/``, ``sft/``, ``rl/``, ...) is the study's when
+``.stages/started/<stage>.json`` or ``.stages/<stage>.json`` exists: the study writes
+the first before it creates the folder. Only such folders, the study's own files and
+its temporary files are ever deleted; anything else is kept and named in a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+from spindoctor.errors import UserError
+from spindoctor.io import atomic_write_json
+
+STUDY_MARKER = ".spindoctor-study.json"
+SCHEMA = "spindoctor.study-run/1"
+CONFIG = "config.yaml"
+MARKERS = ".stages"
+CACHE = ".cache"
+# The folders each stage writes (select writes sft/selection.json; drift and the sweeps share .cache/svd).
+STAGE_DIRS: dict[str, tuple[str, ...]] = {
+    "base": ("base",), "sft": ("sft",), "select": (), "rl": ("rl",), "drift": ("drift",),
+    "sweeps": ("restore",), "toy": ("toy",), "report": ("report",),
+}
+CACHE_STAGES = ("drift", "sweeps")
+_KNOWN = (STUDY_MARKER, CONFIG, MARKERS, CACHE, *(d for dirs in STAGE_DIRS.values() for d in dirs))
+_TEMP = re.compile(r"^\.(" + "|".join(re.escape(n) for n in _KNOWN) + r")\..+\.tmp$")
+
+
+class StudyNotice(UserWarning):
+    """A one-line notice of the study: a finished stage rerun, entries ``--restart`` kept."""
+
+
+def marker(run: Path, stage: str) -> Path:
+    """``.stages/<stage>.json``: the stage finished (wall time, summary, fingerprint)."""
+    return Path(run) / MARKERS / f"{stage}.json"
+
+
+def started(run: Path, stage: str) -> Path:
+    """``.stages/started/<stage>.json``: the study started this stage (and owns its folders)."""
+    return Path(run) / MARKERS / "started" / f"{stage}.json"
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object file, or None when it is missing or not one."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def classify(run: Path) -> str:
+    """``new`` (absent or empty), ``study`` (has the marker) or ``legacy``; UserError for anything else."""
+    if run.is_symlink() or (run.exists() and not run.is_dir()):
+        raise UserError(f"--out {run} exists and is not a folder")
+    if not run.exists() or not any(run.iterdir()):
+        return "new"
+    if (run / STUDY_MARKER).exists():
+        found = read_json(run / STUDY_MARKER) or {}
+        if not str(found.get("schema", "")).startswith("spindoctor.study-run/"):
+            raise UserError(f"{run / STUDY_MARKER} is not a study run marker; choose another --out")
+        return "study"
+    if (run / CONFIG).is_file() and (run / MARKERS).is_dir():
+        return "legacy"
+    raise UserError(f"--out {run} exists, is not empty and is not a study run folder "
+                    f"(no {STUDY_MARKER}); choose another --out")
+
+
+def claim(run: Path) -> None:
+    """Create ``run`` if needed and write the study marker (kept if already there)."""
+    run.mkdir(parents=True, exist_ok=True)
+    if not (run / STUDY_MARKER).exists():
+        atomic_write_json(run / STUDY_MARKER, {"schema": SCHEMA,
+                                               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def owns(run: Path, stage: str) -> bool:
+    """Whether the study started (or finished) ``stage`` in ``run``, so its folders are the study's."""
+    return started(run, stage).is_file() or marker(run, stage).is_file()
+
+
+def foreign_stage_dirs(run: Path, stage: str) -> list[Path]:
+    """The stage's folders that exist, hold something and are not the study's."""
+    if owns(run, stage):
+        return []
+    return [run / d for d in STAGE_DIRS[stage] if (run / d).exists() and not _empty_dir(run / d)]
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def check_stage_dirs(run: Path, stage: str) -> None:
+    """Refuse (UserError) a stage whose folder holds files the study did not write."""
+    foreign = foreign_stage_dirs(run, stage)
+    if foreign:
+        raise UserError(f"{foreign[0]} was not written by this study (no {started(run, stage).relative_to(run)}); "
+                        "move it away or choose another --out")
+
+
+def clear_stage(run: Path, stage: str) -> None:
+    """Delete the stage's folders before it starts over (only when they are the study's)."""
+    check_stage_dirs(run, stage)
+    for d in STAGE_DIRS[stage]:
+        if (run / d).is_dir() and not (run / d).is_symlink():
+            shutil.rmtree(run / d)
+        elif (run / d).is_symlink():
+            (run / d).unlink()  # a link the study never makes: checked empty above
+
+
+def restart(run: Path) -> list[str]:
+    """Delete what the study wrote in ``run``; return (and warn about) the entries kept."""
+    kept = []
+    for stage, dirs in STAGE_DIRS.items():
+        if owns(run, stage):
+            for d in dirs:
+                if (run / d).exists():
+                    shutil.rmtree(run / d)
+        else:
+            kept += [d for d in dirs if (run / d).exists()]
+    if any(owns(run, s) for s in CACHE_STAGES) and (run / CACHE / "svd").is_dir():
+        shutil.rmtree(run / CACHE / "svd")
+    if _empty_dir(run / CACHE):
+        (run / CACHE).rmdir()
+    for entry in run.iterdir():
+        if _TEMP.match(entry.name):
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    if (run / MARKERS).is_dir():
+        shutil.rmtree(run / MARKERS)
+    (run / CONFIG).unlink(missing_ok=True)
+    kept = sorted(set(kept) | {p.name for p in run.iterdir()} - {STUDY_MARKER})
+    if kept:
+        warnings.warn(f"--restart kept {len(kept)} entr{'y' if len(kept) == 1 else 'ies'} of {run} "
+                      f"the study did not write: {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''}",
+                      StudyNotice, stacklevel=2)
+    return kept
