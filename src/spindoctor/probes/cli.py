@@ -88,16 +88,18 @@ def probe(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Probe a checkpoint on the ID and OOD sets (accuracy ± SE, well-formed, values, loss)."""
+    from spindoctor.devices import resolve_device
     from spindoctor.models.load import load_causal_lm
     from spindoctor.probes.core import probe_model
 
     if (ckpt is None) == (watch is None):
         raise UserError("give either CKPT or --watch DIR")
     cfg = _probe_config(splits, n, fmt, seed, batch_size, max_turns, mode)
+    device = resolve_device(device)  # an absent device is one line before any work
     if watch is not None:
         _watch(watch, cfg, interval, once, as_json, device)
         return
-    model, tokenizer = load_causal_lm(ckpt, device=device)
+    model, tokenizer = load_causal_lm(ckpt, device=device)  # checks the folder (check_model_folder) first
     with _probe_bar(ckpt.name, disable=as_json) as tick:
         results = probe_model(model, tokenizer, cfg, progress=tick)
     _emit({s: r.to_dict() for s, r in results.items()}, as_json, _probe_text(str(ckpt), results))
@@ -112,7 +114,7 @@ def _watch(folder: Path, cfg, interval: float, once: bool, as_json: bool, device
     from spindoctor.probes.core import metrics_row, probe_model
 
     if not folder.is_dir():
-        raise UserError(f"--watch folder not found: {folder}")
+        raise UserError(f"--watch folder not found: {folder}" if not folder.exists() else f"--watch {folder} is not a folder")
     log = folder / "probe_metrics.jsonl"
     seen = {int(r["step"]) for r in read_jsonl(log)} if log.exists() else set()
     while True:

@@ -17,11 +17,17 @@ from pathlib import Path
 import typer
 
 from spindoctor.errors import UserError
-from spindoctor.training.rl_config import Algo, Preset, build_config, inherit_sft_probes
+from spindoctor.training.rl_config import Algo, Preset, resolve_rl_config
 
 
 def _emit(obj: dict, as_json: bool, text: str) -> None:
     typer.echo(json.dumps(obj, indent=2) if as_json else text)
+
+
+def _check_out(out: Path, label: str = "--out") -> None:
+    """A run folder may be new or a folder; an existing file is refused before any work."""
+    if (out.is_symlink() and not out.exists()) or (out.exists() and not out.is_dir()):
+        raise UserError(f"{label} {out} exists and is not a folder")
 
 
 def sft(
@@ -51,6 +57,10 @@ def sft(
     cfg = resolve_config(preset, base=str(base), out=str(out), seed=seed, steps=steps, lr=lr, batch_size=batch_size,
                          grad_accum_steps=grad_accum_steps, fmt=fmt, probe=probe_cfg, probe_every=probe_every,
                          threads=threads, report_to=targets)
+    _check_out(out)
+    from spindoctor.models.load import check_model_folder
+
+    check_model_folder(base, tokenizer=True, trust_remote_code=cfg.trust_remote_code)
     summary = run_sft(cfg, say=(lambda s: None) if as_json else typer.echo)
     _emit(summary, as_json, f"done: {out} ({summary['steps']} steps, {summary['seconds']:.0f} s)")
 
@@ -83,7 +93,8 @@ def rl(
     selection: Path = typer.Option(None, "--from-selection", help="RUN/sft/selection.json: one run per selected checkpoint"),
     algo: Algo = typer.Option(Algo.ppo, "--algo", help="ppo (own loop, value head) or grpo (TRL)"),
     out: Path = typer.Option(None, "--out", help="run folder (with --from-selection: parent of one folder per start; default RUN/rl)"),
-    preset: Preset = typer.Option(Preset.reference, "--preset", help="reference (paper settings) or organism (CPU)"),
+    preset: Preset = typer.Option(None, "--preset", help="reference (paper settings) or organism (CPU); default: the one "
+                                  "fitting the start's SFT format (compact: organism), reference without SFT metadata"),
     config_file: Path = typer.Option(None, "--config", help="YAML file of config fields"),
     steps: int = typer.Option(None, "--steps", help="training steps"),
     probe_every: int = typer.Option(None, "--probe-every", help="probe + checkpoint every N steps"),
@@ -95,22 +106,8 @@ def rl(
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary only"),
 ) -> None:
     """Run RL from SFT checkpoints; probes ID/OOD into metrics.jsonl, checkpoints at probe steps."""
-    if (start is None) == (selection is None):
-        raise UserError("give exactly one of --from CKPT or --from-selection SELECTION.json")
     overrides = {"steps": steps, "probe_every": probe_every, "lr": lr, "seed": seed}
-    cfg, explicit = build_config(algo, preset, config_file, overrides)
-    if probe_n is not None:
-        cfg = cfg.model_copy(update={"probe": {**cfg.probe, "n": probe_n}})
-    base_cfg = cfg
-    if selection is not None:
-        parent = out or selection.parent.parent / "rl"
-        from spindoctor.training.select import read_selection
-
-        jobs = [(label, ckpt, parent / label) for label, ckpt in read_selection(selection)]
-    else:
-        if out is None:
-            raise UserError("--out is required with --from")
-        jobs = [(start.name, start, out)]
+    plans = _rl_plans(start, selection, out, algo, preset, config_file, overrides, probe_n)
     from transformers.utils import logging as hf_logging
 
     from spindoctor.devices import set_torch_threads
@@ -124,15 +121,44 @@ def rl(
     else:
         from spindoctor.training.grpo import train
     summaries = []
-    for label, ckpt, run_out in jobs:
-        cfg = inherit_sft_probes(base_cfg, Path(ckpt), explicit)
+    for label, ckpt, run_out, cfg, note in plans:
+        if not as_json:
+            typer.echo(f"rl {algo.value} {label}: {note}")
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             summary = train(cfg, ckpt, run_out, resume=resume, show_progress=not as_json)
-        summaries.append({"start": label, "from": str(ckpt), **summary})
+        summaries.append({"start": label, "from": str(ckpt), "preset_choice": note, **summary})
         if not as_json:
             last = summary.get("last") or {}
             reward = last.get("reward_mean")
-            note = "already finished" if summary.get("skipped") else f"last reward {reward:+.3f}" if reward is not None else ""
-            typer.echo(f"rl {algo.value} {label}: {summary['step']} steps -> {run_out} ({note})")
+            done = "already finished" if summary.get("skipped") else f"last reward {reward:+.3f}" if reward is not None else ""
+            typer.echo(f"rl {algo.value} {label}: {summary['step']} steps -> {run_out} ({done})")
     if as_json:
         typer.echo(json.dumps({"algo": algo.value, "runs": summaries}))
+
+
+def _rl_plans(start, selection, out, algo, preset, config_file, overrides, probe_n) -> list[tuple]:
+    """``(label, checkpoint, run folder, config, preset note)`` per RL run, every input checked
+    (checkpoint folders, run folders, preset against the start's SFT format) before any work."""
+    from spindoctor.models.load import check_model_folder
+
+    if (start is None) == (selection is None):
+        raise UserError("give exactly one of --from CKPT or --from-selection SELECTION.json")
+    if selection is not None:
+        parent = out or selection.parent.parent / "rl"
+        _check_out(parent)
+        from spindoctor.training.select import read_selection
+
+        jobs = [(label, Path(ckpt), parent / label) for label, ckpt in read_selection(selection)]
+    else:
+        if out is None:
+            raise UserError("--out is required with --from")
+        jobs = [(start.name, start, out)]
+    plans = []
+    for label, ckpt, run_out in jobs:
+        _check_out(run_out)
+        cfg, _, note = resolve_rl_config(algo, preset, config_file, overrides, ckpt)
+        if probe_n is not None:
+            cfg = cfg.model_copy(update={"probe": {**cfg.probe, "n": probe_n}})
+        check_model_folder(ckpt, tokenizer=True, trust_remote_code=cfg.trust_remote_code)
+        plans.append((label, ckpt, run_out, cfg, note))
+    return plans
