@@ -1,8 +1,8 @@
 """The study's run folder: only a study run is written into, only the study's files are deleted,
 and a changed config reruns exactly the stages whose settings (or inputs) changed.
 
-The stages are replaced by fakes that write one file into each of their folders, so
-these tests exercise the pipeline's bookkeeping in milliseconds.
+The stages are replaced by fakes (conftest.py ``calls``) that write one file into each
+of their folders, so these tests exercise the pipeline's bookkeeping in milliseconds.
 """
 
 import json
@@ -19,25 +19,6 @@ from spindoctor.study.runfolder import STAGE_DIRS, STUDY_MARKER, StudyNotice, ma
 from spindoctor.study.stages import STAGES
 
 NAMES = [name for name, _ in STAGES]
-
-
-@pytest.fixture
-def calls(monkeypatch):
-    """Replace every stage by a fake; the list records which ran."""
-    ran = []
-
-    def make(name):
-        def stage(ctx):
-            """A fake stage."""
-            ran.append(name)
-            for d in STAGE_DIRS[name]:
-                (ctx.run / d).mkdir(exist_ok=True)
-                (ctx.run / d / f"{name}.out").write_text(name)
-            return {"fake": name}
-        return stage
-
-    monkeypatch.setattr(pipeline, "STAGES", [(name, make(name)) for name in NAMES])
-    return ran
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 from spindoctor.report.build import build_report
 from spindoctor.study.config import load_study_config
 from spindoctor.study.pipeline import marker, run_study
+from spindoctor.study.runfolder import STUDY_MARKER, StudyNotice
 from spindoctor.study.stages import STAGES
 
 STAGE_NAMES = [name for name, _ in STAGES]
@@ -24,7 +25,7 @@ def quick_run(tmp_path_factory):
 def test_every_stage_finishes_and_leaves_its_outputs(quick_run):
     run, markers = quick_run
     assert list(markers) == STAGE_NAMES
-    for path in ["config.yaml", "base/model.safetensors", "sft/metrics.jsonl", "sft/selection.json",
+    for path in ["config.yaml", STUDY_MARKER, "base/model.safetensors", "sft/metrics.jsonl", "sft/selection.json",
                  "rl/peak/metrics.jsonl", "rl/end/metrics.jsonl", "drift/base__sft-end/metrics.json",
                  "drift/sft-end__rl-end/per_matrix.csv", "restore/layers/sweep.csv", "restore/ranks/sweep.json",
                  "restore/impose/sweep.png", "toy/toy.png", "report/index.html", "report/summary.md",
@@ -49,23 +50,27 @@ def test_rerun_skips_finished_stages(quick_run):
     assert again == markers
 
 
-def test_a_missing_marker_reruns_only_that_stage(quick_run):
+def test_a_missing_marker_reruns_that_stage_and_the_report(quick_run):
     run, markers = quick_run
     marker(run, "toy").unlink()
     shutil.rmtree(run / "toy")
     again = run_study(load_study_config("organism", quick=True), run, progress=False)
     assert (run / "toy" / "toy.png").exists()
     assert again["toy"]["finished"] >= markers["toy"]["finished"]
-    assert all(again[s] == markers[s] for s in STAGE_NAMES if s != "toy")
+    assert all(again[s] == markers[s] for s in STAGE_NAMES if s not in ("toy", "report"))
 
 
-def test_a_different_config_is_refused(quick_run, tmp_path):
-    from spindoctor.errors import UserError
-
-    run, _ = quick_run
-    cfg = load_study_config("organism", quick=True).model_copy(update={"seed": 99})
-    with pytest.raises(UserError, match="different config"):
-        run_study(cfg, run, progress=False)
+def test_a_changed_drift_setting_reruns_drift_and_report_only(quick_run):
+    run, markers = quick_run
+    before = {s: json.loads(marker(run, s).read_text()) for s in STAGE_NAMES}
+    (run / "drift" / "base__sft-end" / "stale.png").write_bytes(b"old")
+    cfg = load_study_config("organism", quick=True)
+    cfg = cfg.model_copy(update={"drift": {**cfg.drift, "k": [0.5, 1.0]}})
+    with pytest.warns(StudyNotice, match="drift: finished earlier, rerun because its settings changed"):
+        again = run_study(cfg, run, progress=False)
+    assert {s for s in STAGE_NAMES if again[s] != before[s]} == {"drift", "report"}
+    assert not (run / "drift" / "base__sft-end" / "stale.png").exists()
+    assert json.loads((run / "drift" / "base__sft-end" / "metrics.json").read_text())
 
 
 def test_report_command_rebuilds(quick_run):

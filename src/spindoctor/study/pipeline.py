@@ -56,7 +56,7 @@ def plan_stages(run: Path, fps: dict[str, str]) -> tuple[dict[str, str], list[st
             plan[name] = "skip"
             continue
         if done is not None:
-            why = (f"its input stage {rerun_inputs[0]} reruns" if done.get("fingerprint") == fps[name]
+            why = (f"its input stage {rerun_inputs[0]} reruns" if rerun_inputs
                    else "its settings changed" if "fingerprint" in done else "its marker has no settings fingerprint")
             notices.append(f"{name}: finished earlier, rerun because {why}")
         same = begun is not None and begun.get("fingerprint") == fps[name] and done is None
