@@ -14,6 +14,7 @@ from spindoctor.errors import UserError
 from spindoctor.io import atomic_write_text
 from spindoctor.report.data import load_run
 from spindoctor.report.figures import plot_recoverability, plot_training_curves
+from spindoctor.report.findings import finding_verdicts, findings_table
 from spindoctor.report.glossary import GLOSSARY
 from spindoctor.report.triage import recoverability_rows, triage
 
@@ -45,6 +46,30 @@ def pct(x) -> str:
 
 def num(x, digits: int = 3) -> str:
     return "" if x is None else f"{x:.{digits}f}"
+
+
+def fmt_stat(row: dict) -> str:
+    """A findings row's estimate and interval in its unit (percentage points for fractions)."""
+    est, lo, hi, unit = row["estimate"], row["lo"], row["hi"], row["unit"]
+    if est is None:
+        return "n/a"
+    scale, suffix, digits = (100, " pp", 1) if unit == "fraction" else ((100, "%", 0) if unit == "share" else (1, "", 3))
+    text = f"{scale * est:+.{digits}f}{suffix}"
+    return text if lo is None or hi is None else f"{text} [{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]"
+
+
+def interval(row: dict, key: str, percent: bool) -> str:
+    """A sweep row's paired column ``key`` (``<key>_est``, ``_lo``, ``_hi``) as text."""
+    est, lo, hi = (row.get(f"{key}_{part}") for part in ("est", "lo", "hi"))
+    if est is None:
+        return ""
+    f = (lambda x: f"{100 * x:+.1f}") if percent else (lambda x: f"{x:+.3f}")
+    return f(est) + ("" if lo is None or hi is None else f" [{f(lo)}, {f(hi)}]")
+
+
+def flat(row: dict) -> dict:
+    """A row without its nested per-hand and paired records (tables hold the flat columns)."""
+    return {k: v for k, v in row.items() if k not in ("per_hand", "paired")}
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -112,6 +137,7 @@ def build_report(run: str | Path) -> dict:
               for kind, s in sorted(data["sweeps"].items(), key=lambda kv: list(SWEEP_TITLES).index(kv[0])
                                     if kv[0] in SWEEP_TITLES else len(SWEEP_TITLES))]
     triage_items = triage(data)
+    findings = findings_table(data)
     env = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("template.html.j2").render(
         name=data["config"].get("name", run.name), run=str(run), built=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -119,23 +145,39 @@ def build_report(run: str | Path) -> dict:
         selection=data["selection"], figs=figs, drift_rows=drift_rows, drift_ks=drift_ks, drift_figs=drift_figs,
         sweeps=sweeps, sweep_reference=data["config"].get("sweeps", {}).get("reference", "peak"),
         recover=rec, toy=data["toy"], glossary=GLOSSARY, limits=LIMITS,
-        stage_times=list(data["markers"].items()), pct=pct, num=num,
+        stage_times=list(data["markers"].items()), pct=pct, num=num, findings=findings, fmt_stat=fmt_stat,
+        interval=interval,
     )
     atomic_write_text(out / "index.html", html)
     tables = {"figure1.csv": data["figure1"], "sft_curve.csv": data["sft"], "rl_recoverability.csv": rec,
-              "drift_summary.csv": drift_rows,
+              "drift_summary.csv": drift_rows, "findings.csv": findings,
               "stage_times.csv": [{"stage": k, "seconds": m["seconds"]} for k, m in data["markers"].items()]}
     for kind, s in data["sweeps"].items():
-        tables[f"sweep_{kind}.csv"] = [{k: v for k, v in r.items()} for r in s.get("rows", [])]
+        tables[f"sweep_{kind}.csv"] = [flat(r) for r in s.get("rows", [])]
     for name, rows in tables.items():
         atomic_write_text(out / "tables" / name, to_csv(rows))
-    atomic_write_text(out / "summary.md", summary_markdown(data, triage_items, rec))
+    atomic_write_text(out / "summary.md", summary_markdown(data, triage_items, rec, findings))
     return {"index": str(out / "index.html"), "triage": [t["symptom"] for t in triage_items if t["applies"]]}
 
 
-def summary_markdown(data: dict, triage_items: list[dict], rec: list[dict]) -> str:
-    """The report's headline numbers and triage as Markdown."""
-    lines = [f"# spindoctor study: {data['config'].get('name', '')}", "", "## Figure 1 (this run)", "",
+def findings_markdown(findings: list[dict]) -> list[str]:
+    """The findings table (headline verdicts, then every measure) as Markdown lines."""
+    lines = ["## Findings (verdict: the 95% interval against 0, in the paper's direction)", "",
+             "| # | claim | paper | this run (headline) [95% CI] | verdict |", "| --- | --- | --- | --- | --- |"]
+    for n, row in finding_verdicts(findings).items():
+        lines.append(f"| {n} | {row['claim']} | {row['paper']} | {row['measure']}: {fmt_stat(row)} | **{row['verdict']}** |")
+    lines += ["", "| # | measure | this run [95% CI] | predicted | verdict | note |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in findings:
+        note = " ".join(x for x in (row["note"], row["resolve"] or "") if x)
+        lines.append(f"| {row['finding']} | {row['measure']} | {fmt_stat(row)} | {row['predicted']} | {row['verdict']} | {note} |")
+    return lines + [""]
+
+
+def summary_markdown(data: dict, triage_items: list[dict], rec: list[dict], findings: list[dict] | None = None) -> str:
+    """The report's findings, headline numbers and triage as Markdown."""
+    lines = [f"# spindoctor study: {data['config'].get('name', '')}", ""]
+    lines += findings_markdown(findings or [])
+    lines += ["## Figure 1 (this run)", "",
              "| model | step | ID acc | OOD acc |", "| --- | --- | --- | --- |"]
     for r in data["figure1"]:
         lines.append(f"| {r['model']} | {r['step']} | {pct(r['id_acc'])} ± {pct(r['id_acc_se'])} | "

@@ -8,7 +8,9 @@ from pathlib import Path
 import yaml
 
 from spindoctor.io import read_jsonl
-from spindoctor.models.checkpoints import METRICS_FILE, SELECTION_FILE
+from spindoctor.models.checkpoints import DONE_FILE, METRICS_FILE, SELECTION_FILE
+
+NULL_FILE = "null.json"  # drift/null.json: the spectral null of base -> SFT end (docs/design.md, "Evidence")
 
 # The published numbers of Jin et al. (arXiv:2508.16546), Figure 1; accuracies in percent.
 PUBLISHED = [
@@ -64,6 +66,7 @@ def load_run(run: str | Path) -> dict:
     selection = _json(run / "sft" / SELECTION_FILE)
     sft = probe_points(run / "sft" / METRICS_FILE)
     rl = {d.name: probe_points(d / METRICS_FILE) for d in sorted((run / "rl").glob("*")) if d.is_dir()}
+    rl_done = {d.name: _json(d / DONE_FILE) for d in sorted((run / "rl").glob("*")) if d.is_dir()}
     drift = {}
     for d in sorted((run / "drift").glob("*__*")):
         metrics = _json(d / "metrics.json")
@@ -82,6 +85,8 @@ def load_run(run: str | Path) -> dict:
         "drift": drift,
         "sweeps": sweeps,
         "toy": _json(run / "toy" / "toy.json"),
+        "rl_done": {k: v for k, v in rl_done.items() if v},
+        "null": _json(run / "drift" / NULL_FILE),
         "figure1": figure1_rows(run, selection, sft, rl),
         "published": PUBLISHED,
     }
