@@ -202,3 +202,15 @@ def test_a_legacy_run_restart_keeps_user_files(tmp_path, calls, cfg):
     calls.clear()
     _run(cfg, tmp_path, restart=True)
     assert calls == NAMES and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_out_that_is_a_file_is_refused_and_a_link_to_a_folder_is_followed(tmp_path, calls, cfg):
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(UserError, match="not a folder"):
+        pipeline.run_study(cfg, tmp_path / "file", progress=False)
+    assert (tmp_path / "file").read_text() == "mine" and calls == []
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    _run(cfg, tmp_path / "link")
+    _run(cfg, tmp_path / "link", restart=True)
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / STUDY_MARKER).exists()

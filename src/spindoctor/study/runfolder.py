@@ -63,7 +63,7 @@ def read_json(path: Path) -> dict | None:
 
 def classify(run: Path) -> str:
     """``new`` (absent or empty), ``study`` (has the marker) or ``legacy``; UserError for anything else."""
-    if run.is_symlink() or (run.exists() and not run.is_dir()):
+    if run.exists() != run.is_dir() or (run.is_symlink() and not run.exists()):
         raise UserError(f"--out {run} exists and is not a folder")
     if not run.exists() or not any(run.iterdir()):
         return "new"
@@ -114,10 +114,15 @@ def clear_stage(run: Path, stage: str) -> None:
     """Delete the stage's folders before it starts over (only when they are the study's)."""
     check_stage_dirs(run, stage)
     for d in STAGE_DIRS[stage]:
-        if (run / d).is_dir() and not (run / d).is_symlink():
-            shutil.rmtree(run / d)
-        elif (run / d).is_symlink():
-            (run / d).unlink()  # a link the study never makes: checked empty above
+        _remove(run / d)
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder the study wrote; a link (the study never makes one) loses only the link."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def restart(run: Path) -> list[str]:
@@ -126,19 +131,17 @@ def restart(run: Path) -> list[str]:
     for stage, dirs in STAGE_DIRS.items():
         if owns(run, stage):
             for d in dirs:
-                if (run / d).exists():
-                    shutil.rmtree(run / d)
+                _remove(run / d)
         else:
             kept += [d for d in dirs if (run / d).exists()]
-    if any(owns(run, s) for s in CACHE_STAGES) and (run / CACHE / "svd").is_dir():
-        shutil.rmtree(run / CACHE / "svd")
+    if any(owns(run, s) for s in CACHE_STAGES):
+        _remove(run / CACHE / "svd")
     if _empty_dir(run / CACHE):
         (run / CACHE).rmdir()
     for entry in run.iterdir():
         if _TEMP.match(entry.name):
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    if (run / MARKERS).is_dir():
-        shutil.rmtree(run / MARKERS)
+            _remove(entry)
+    _remove(run / MARKERS)
     (run / CONFIG).unlink(missing_ok=True)
     kept = sorted(set(kept) | {p.name for p in run.iterdir()} - {STUDY_MARKER})
     if kept:
