@@ -59,23 +59,28 @@ def plot_training_curves(points: list[dict], selection: dict | None, path: Path,
 
 
 def plot_recoverability(rows: list[dict], path: Path) -> Path | None:
-    """OOD (and ID) accuracy at each RL start and after RL, against the start's SFT step."""
+    """Accuracy (left) and the loss proxy (right), ID and OOD, at each RL start and after RL,
+    against the start's SFT step."""
     rows = [r for r in rows if r.get("ood_after") is not None]
     if not rows:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     steps = [r["sft_step"] for r in rows]
-    for split, color in (("ood", "tab:orange"), ("id", "tab:blue")):
-        before = [r[f"{split}_before"] for r in rows]
-        after = [r[f"{split}_after"] for r in rows]
-        ax.plot(steps, before, "o--", color=color, alpha=0.6, label=f"{split.upper()} at the SFT checkpoint")
-        ax.plot(steps, after, "s-", color=color, label=f"{split.upper()} after RL")
-        for s, b, a in zip(steps, before, after, strict=True):
-            ax.annotate("", xy=(s, a), xytext=(s, b), arrowprops={"arrowstyle": "->", "color": color, "lw": 1})
-    for r in rows:
-        ax.text(r["sft_step"], ax.get_ylim()[0], f" {r['start']}", fontsize=8, va="bottom")
-    ax.set(xlabel="SFT step RL started from", ylabel="accuracy", title="How much does RL recover from each start?")
-    ax.legend(frameon=False, fontsize=7)
+    for ax, metric, label in ((axes[0], "", "accuracy"), (axes[1], "_loss", "loss proxy (nats/token)")):
+        for split, color in (("ood", "tab:orange"), ("id", "tab:blue")):
+            before = [r.get(f"{split}{metric}_before") for r in rows]
+            after = [r.get(f"{split}{metric}_after") for r in rows]
+            if None in before or None in after:
+                continue
+            ax.plot(steps, before, "o--", color=color, alpha=0.6, label=f"{split.upper()} at the SFT checkpoint")
+            ax.plot(steps, after, "s-", color=color, label=f"{split.upper()} after RL")
+            for s, b, a in zip(steps, before, after, strict=True):
+                ax.annotate("", xy=(s, a), xytext=(s, b), arrowprops={"arrowstyle": "->", "color": color, "lw": 1})
+        for r in rows:
+            ax.text(r["sft_step"], ax.get_ylim()[0], f" {r['start']}", fontsize=8, va="bottom")
+        ax.set(xlabel="SFT step RL started from", ylabel=label)
+    axes[0].set_title("How much does RL recover from each start?", fontsize=10)
+    axes[0].legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return _save(fig, path)

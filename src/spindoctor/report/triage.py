@@ -43,7 +43,9 @@ def recoverability_rows(data: dict) -> list[dict]:
         out.append({"start": start, "sft_step": step, "rl_steps": after["step"],
                     "id_before": before.get("id_acc"), "id_after": after.get("id_acc"),
                     "ood_before": before.get("ood_acc"), "ood_after": after.get("ood_acc"),
-                    "ood_after_se": after.get("ood_acc_se"), "ood_before_se": before.get("ood_acc_se")})
+                    "ood_after_se": after.get("ood_acc_se"), "ood_before_se": before.get("ood_acc_se"),
+                    "id_loss_before": before.get("id_loss"), "id_loss_after": after.get("id_loss"),
+                    "ood_loss_before": before.get("ood_loss"), "ood_loss_after": after.get("ood_loss")})
     return sorted(out, key=lambda r: r["sft_step"])
 
 
