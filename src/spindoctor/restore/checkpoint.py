@@ -58,7 +58,7 @@ def previous_output_files(out: Path) -> list[str] | None:
         return sorted(p.name for p in out.iterdir() if p.is_file() and not p.is_symlink())
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         return None
-    return [*files, EDIT_RECORD]
+    return sorted({*files, EDIT_RECORD})
 
 
 def _is_within(inner: Path, outer: Path) -> bool:
@@ -121,7 +121,7 @@ def restore_checkpoint(
                 "reference": str(ref.path.resolve()), "reference_fingerprint": fp_ref,
                 "tuned": str(tuned.path.resolve()), "tuned_fingerprint": fp_tuned,
                 "plan": plan.model_dump(), "factor_dtype": dtype, "matrices": rows,
-                "files": sorted(p.name for p in tmp.iterdir()),
+                "files": sorted({p.name for p in tmp.iterdir()} | {EDIT_RECORD}),
             }
             (tmp / EDIT_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     except FileExistsError as exc:  # out changed while we worked: nothing was replaced
