@@ -54,7 +54,8 @@ def test_a_missing_marker_reruns_that_stage_and_the_report(quick_run):
     run, markers = quick_run
     marker(run, "toy").unlink()
     shutil.rmtree(run / "toy")
-    again = run_study(load_study_config("organism", quick=True), run, progress=False)
+    with pytest.warns(StudyNotice, match="report: finished earlier, rerun because its input stage toy reruns"):
+        again = run_study(load_study_config("organism", quick=True), run, progress=False)
     assert (run / "toy" / "toy.png").exists()
     assert again["toy"]["finished"] >= markers["toy"]["finished"]
     assert all(again[s] == markers[s] for s in STAGE_NAMES if s not in ("toy", "report"))
@@ -66,8 +67,10 @@ def test_a_changed_drift_setting_reruns_drift_and_report_only(quick_run):
     (run / "drift" / "base__sft-end" / "stale.png").write_bytes(b"old")
     cfg = load_study_config("organism", quick=True)
     cfg = cfg.model_copy(update={"drift": {**cfg.drift, "k": [0.5, 1.0]}})
-    with pytest.warns(StudyNotice, match="drift: finished earlier, rerun because its settings changed"):
+    with pytest.warns(StudyNotice) as notices:
         again = run_study(cfg, run, progress=False)
+    assert [str(n.message) for n in notices] == ["drift: finished earlier, rerun because its settings changed",
+                                                 "report: finished earlier, rerun because its input stage drift reruns"]
     assert {s for s in STAGE_NAMES if again[s] != before[s]} == {"drift", "report"}
     assert not (run / "drift" / "base__sft-end" / "stale.png").exists()
     assert json.loads((run / "drift" / "base__sft-end" / "metrics.json").read_text())
@@ -77,6 +80,25 @@ def test_report_command_rebuilds(quick_run):
     run, _ = quick_run
     result = build_report(run)
     assert json.dumps(result) and (run / "report" / "index.html").stat().st_size > 10_000
+
+
+def test_report_gives_every_finding_a_verdict_from_the_stages_evidence(quick_run):
+    """The quick study leaves paired evidence in every stage; the findings table reads all of it."""
+    import csv
+
+    run, _ = quick_run
+    build_report(run)
+    null = json.loads((run / "drift" / "null.json").read_text())
+    assert null["pair"] == "base -> sft-end" and null["rows"] and null["summary"]["overall"]
+    assert json.loads((run / "sft" / "selection.json").read_text())["paired"]
+    assert all(json.loads((d / "done.json").read_text())["paired"] for d in (run / "rl").iterdir())
+    rows = list(csv.DictReader((run / "report" / "tables" / "findings.csv").open()))
+    assert {r["finding"] for r in rows} == {"1", "2", "3", "4", "5", "6"}
+    assert {r["verdict"] for r in rows} <= {"reproduced", "contradicted", "inconclusive"}
+    measured = [r for r in rows if r["finding"] in ("1", "2", "3", "5") and r["estimate"]]
+    assert len(measured) >= 8  # the selection, RL, null and impose rows all carry numbers
+    summary = (run / "report" / "summary.md").read_text()
+    assert summary.index("## Findings") < summary.index("## Figure 1")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
