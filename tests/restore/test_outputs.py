@@ -177,3 +177,13 @@ def test_sweep_refuses_an_out_it_may_not_replace(capsys, tiny_pair, tmp_path, mo
     before = _snapshot(tmp_path)
     _one_line_exit_2(capsys, ["sweep", "ranks", str(ref), str(tuned), "--out", str(out), "--ks", "1"])
     assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["restore", "sweep"])
+def test_a_cache_dir_that_is_a_file_is_refused(capsys, tiny_pair, tmp_path, command):
+    ref, tuned = tiny_pair
+    (tmp_path / "cache").write_text("mine")
+    head = ["restore"] if command == "restore" else ["sweep", "ranks"]
+    err = _one_line_exit_2(capsys, [*head, str(ref), str(tuned), "--out", str(tmp_path / "o"),
+                                    "--cache-dir", str(tmp_path / "cache")])
+    assert "--cache-dir" in err and not (tmp_path / "o").exists() and (tmp_path / "cache").read_text() == "mine"

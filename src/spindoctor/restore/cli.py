@@ -103,6 +103,9 @@ def _run(kind: str, ref: Path, tuned: Path, out: Path, as_json: bool, **fields) 
 
     for folder in (ref, tuned):  # both are probed: config, weights and tokenizer must be sound
         check_model_folder(folder)
+    cache_dir = fields.get("cache_dir")
+    if cache_dir is not None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise UserError(f"--cache-dir {cache_dir} exists and is not a folder")
     explicit = {"blocks": fields.pop("blocks")} if fields.get("block_size") is not None else {}
     cfg = _validated(SweepConfig, explicit, kind=kind, ref=str(ref), tuned=str(tuned), probe=probe, **fields)
     record = run_sweep(cfg, out, progress=not as_json)
