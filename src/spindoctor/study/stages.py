@@ -143,7 +143,22 @@ def stage_drift(ctx: Context) -> dict:
         result = drift(ref, tuned, cfg)
         result.save(ctx.run / "drift" / name)
         out[name] = result.summary.get("overall", {}) if isinstance(result.summary, dict) else {}
+    write_null(ctx, cfg.matrices, cfg.regex)
     return {"pairs": sorted(out)}
+
+
+def write_null(ctx: Context, matrices: str, regex: str | None, draws: int = 3) -> None:
+    """The spectral null of base -> SFT end (paper finding 3) into drift/null.json, float64
+    (docs/design.md, "Evidence: the spectral null"); seeded by the study seed."""
+    from spindoctor.report.data import NULL_FILE
+    from spindoctor.spectral.null import null_rows, summarize_null
+
+    ctx.say("drift null model (base -> sft-end)")
+    rows = null_rows(ctx.base_dir(), ctx.sft_checkpoint("end"), matrices=matrices, regex=regex, draws=draws,
+                     seed=ctx.cfg.seed)
+    atomic_write_json(ctx.run / "drift" / NULL_FILE, {
+        "pair": "base -> sft-end", "matrices": matrices, "regex": regex, "draws": draws, "seed": ctx.cfg.seed,
+        "k_frac": 0.25, "summary": summarize_null(rows, seed=ctx.cfg.seed), "rows": rows})
 
 
 def stage_sweeps(ctx: Context) -> dict:
