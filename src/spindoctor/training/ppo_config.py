@@ -61,10 +61,14 @@ class PPOConfig(BaseModel):
 # stand-in SFT checkpoint (README, RL): one update per rollout of 128 single-turn
 # episodes at lr 3e-4 raised the sampled reward within ~20 steps, while 2 epochs x
 # 2 minibatches clipped half the actions (lr 3e-4) or did not move (lr 3e-5).
+# Rollout temperature 0.5 (docs/design.md, "RL"): from a 400-step organism SFT end
+# (greedy ID 29.2%, 500 probe hands, paired), 60 steps raised greedy ID by +8.8 and
+# +8.4 points (PPO seeds 0, 1; 4.5 SE each) at temperature 0.5, by +5.6 at 1.0;
+# 20 steps at 1.0 (the old study setting) gave +1.2 (not significant); lr 6e-4 lost ID.
 PRESETS: dict[str, dict] = {
     "reference": {},
     "organism": dict(
-        fmt="compact", max_turns=1, temperature=1.0, max_new_tokens=40, episodes_per_step=128,
+        fmt="compact", max_turns=1, temperature=0.5, max_new_tokens=40, episodes_per_step=128,
         epochs=1, minibatches=1, grad_accum_steps=1, lr=3e-4, lr_floor=3e-5, max_grad_norm=1.0,
         probe_every=10, steps=60,
     ),
