@@ -9,6 +9,7 @@ import pytest
 
 from spindoctor.errors import UserError
 from spindoctor.models.checkpoints import (
+    TEMP_RE,
     check_checkpoint,
     checkpoint_path,
     checkpoint_step,
@@ -57,7 +58,7 @@ def test_the_guard_refuses_missing_folders_pickles_and_configless_folders(tmp_pa
 
 def test_the_writer_renames_a_whole_folder_into_place(tmp_path):
     with writing_checkpoint(tmp_path, 5) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.startswith(".checkpoint-5.")
+        assert tmp.parent == tmp_path and tmp.name.startswith(".checkpoint-5.") and TEMP_RE.match(tmp.name)
         assert not checkpoint_path(tmp_path, 5).exists()  # nothing under the final name while writing
         (tmp / "model.safetensors").write_bytes(b"new")
     final = checkpoint_path(tmp_path, 5)
@@ -83,11 +84,93 @@ def test_two_writers_of_one_step_get_distinct_temporary_folders(tmp_path):
         assert a != b
 
 
-def test_partial_folders_of_a_killed_writer_are_removed(tmp_path):
-    (tmp_path / ".checkpoint-3.x1.tmp").mkdir()
+def _writer_temp_name(run, step):
+    """The name of the temporary folder the writer uses (a killed writer leaves it behind)."""
+    with pytest.raises(KeyboardInterrupt), writing_checkpoint(run, step) as tmp:
+        raise KeyboardInterrupt
+    return tmp.name
+
+
+@pytest.mark.parametrize("name, removed", [
+    (None, True),                             # the writer's own name, whatever it is
+    (".checkpoint-3.ab_cd12e.tmp", True),     # tempfile.mkdtemp's name (earlier versions)
+    (".checkpoint-notes", False),
+    (".checkpoint-3", False),
+    (".checkpoint-3.x1.tmp", False),
+    (".checkpoint-3.abcdefgh.tmp.bak", False),
+    (".checkpoint-3.abcdefgh.old", False),
+], ids=["writer-name", "mkdtemp-name", "user-notes", "no-token", "short-token", "extra-suffix", "aside-folder"])
+def test_only_the_writers_temporary_folders_are_removed(name, removed, tmp_path):
+    name = name or _writer_temp_name(tmp_path, 3)
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "mine.txt").write_text("keep?")
     checkpoint_path(tmp_path, 2).mkdir()
     remove_partial_checkpoints(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["checkpoint-2"] + ([] if removed else [name]))
+
+
+def test_a_file_with_a_temporary_name_is_kept(tmp_path):
+    (tmp_path / ".checkpoint-3.abcdefgh.tmp").write_text("a user's file")
+    remove_partial_checkpoints(tmp_path)
+    remove_partial_checkpoints(tmp_path / "absent")
+    assert (tmp_path / ".checkpoint-3.abcdefgh.tmp").read_text() == "a user's file"
+
+
+@pytest.mark.parametrize("files", [
+    [],
+    ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+     "chat_template.jinja", "probe.json"],
+    ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+     "optimizer.safetensors", "optimizer.json", "trainer_state.json", "vocab.json", "merges.txt"],
+], ids=["empty-folder", "sft-checkpoint", "sharded-ppo-checkpoint"])
+def test_a_checkpoint_this_code_wrote_is_replaced(files, tmp_path):
+    final = checkpoint_path(tmp_path, 5)
+    final.mkdir()
+    for name in files:
+        (final / name).write_text("old")
+    with writing_checkpoint(tmp_path, 5) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"new")
+    assert [p.name for p in final.iterdir()] == ["model.safetensors"]
+    assert (final / "model.safetensors").read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-5"]
+
+
+def _foreign(final, kind):
+    if kind == "file":
+        final.write_text("my notes")
+        return
+    final.mkdir()
+    (final / "model.safetensors").write_text("old")
+    if kind == "notes":
+        (final / "notes.txt").write_text("mine")
+    elif kind == "subfolder":
+        (final / "eval").mkdir()
+    elif kind == "symlink":
+        (final.parent / "elsewhere.json").write_text("{}")
+        (final / "config.json").symlink_to(final.parent / "elsewhere.json")
+
+
+@pytest.mark.parametrize("kind", ["notes", "subfolder", "symlink", "file"],
+                         ids=["user-file-inside", "subfolder-inside", "symlinked-config", "a-file-not-a-folder"])
+def test_a_folder_this_code_did_not_write_is_refused_before_writing(kind, tmp_path):
+    final = checkpoint_path(tmp_path, 5)
+    _foreign(final, kind)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    entered = []
+    with pytest.raises(UserError, match="move it away"), writing_checkpoint(tmp_path, 5):
+        entered.append(True)
+    assert not entered and sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_file_appearing_while_writing_blocks_the_replacement(tmp_path):
+    final = checkpoint_path(tmp_path, 5)
+    final.mkdir()
+    (final / "model.safetensors").write_text("old")
+    with pytest.raises(UserError, match="notes.txt"), writing_checkpoint(tmp_path, 5) as tmp:
+        (tmp / "model.safetensors").write_text("new")
+        (final / "notes.txt").write_text("mine")
+    assert sorted(p.name for p in final.iterdir()) == ["model.safetensors", "notes.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-5"]
 
 
 def test_optimizer_state_round_trips_through_safetensors(tmp_path):

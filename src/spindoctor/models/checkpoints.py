@@ -9,17 +9,22 @@ is a checkpoint, and how to write one atomically (a unique temporary folder,
 renamed into place when whole, removed when writing fails). Optimizer state is
 stored as safetensors plus JSON, never pickled.
 
+Only what this code wrote is ever deleted (docs/design.md, "Run folder"): an
+existing ``checkpoint-<step>`` is replaced only when it holds nothing but the
+files a checkpoint writer makes (:data:`CHECKPOINT_FILES`), and stale temporary
+folders are recognised by the exact name the writer gives them (:data:`TEMP_RE`).
+
 Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,7 +43,20 @@ OPTIMIZER_GROUPS_FILE = "optimizer.json"
 
 _PREFIX = "checkpoint-"
 _STEP_RE = re.compile(r"^checkpoint-(\d+)$")
-_TEMP_GLOB = f".{_PREFIX}*"
+# The temporary folder of a checkpoint being written: ``.checkpoint-<step>.<8 chars>.tmp``.
+# The writer makes hex tokens; older versions used tempfile.mkdtemp's [a-z0-9_]{8}, also matched.
+TEMP_RE = re.compile(r"^\.checkpoint-\d+\.[a-z0-9_]{8}\.tmp$")
+# Every file a checkpoint writer puts in a checkpoint folder: save_pretrained of the model
+# and tokenizer (transformers 4.x and 5.x names), probe.json (sft), optimizer state and
+# trainer_state.json (ppo/grpo), selection.json. Sharded weights match _SHARD_RE.
+CHECKPOINT_FILES = frozenset({
+    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "chat_template.jinja", "chat_template.json", "vocab.json", "vocab.txt", "merges.txt",
+    "tokenizer.model", "spiece.model", PROBE_FILE, SELECTION_FILE, OPTIMIZER_FILE, OPTIMIZER_GROUPS_FILE,
+    "trainer_state.json",
+})
+_SHARD_RE = re.compile(r"^model-\d+-of-\d+\.safetensors$")
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
@@ -96,25 +114,74 @@ def check_checkpoint(path: str | Path, need_config: bool = False) -> Path:
     return path
 
 
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
+def foreign_checkpoint_entries(folder: str | Path, extra: Collection[str] = ()) -> list[str]:
+    """Names in ``folder`` that are not plain files a checkpoint writer makes (or named in ``extra``)."""
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if p.is_symlink() or not p.is_file()
+                  or not (p.name in CHECKPOINT_FILES or p.name in extra or _SHARD_RE.match(p.name)))
+
+
+def _check_replaceable(final: Path) -> None:
+    """Raise :class:`UserError` unless ``final`` is absent or a folder of checkpoint files only."""
+    if not final.exists() and not final.is_symlink():
+        return
+    if final.is_symlink() or not final.is_dir():
+        raise UserError(f"{final} exists and is not a checkpoint folder; move it away")
+    foreign = foreign_checkpoint_entries(final)
+    if foreign:
+        raise UserError(f"{final} holds files no checkpoint writer makes ({', '.join(foreign[:3])}); "
+                        "it is not replaced: move it away")
+
+
+def _new_temp_folder(final: Path, suffix: str = ".tmp") -> Path:
+    """Create and return ``.<final name>.<8 hex>.tmp`` beside ``final`` (plain mkdir mode)."""
+    for _ in range(100):
+        tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {final}")
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` onto ``final``; a previous ``final`` (checked again) loses only checkpoint files."""
+    if not final.exists() and not final.is_symlink():
+        tmp.rename(final)
+        return
+    _check_replaceable(final)
+    aside = _new_temp_folder(final, ".old")
+    final.rename(aside / final.name)
+    try:
+        tmp.rename(final)
+    except BaseException:
+        (aside / final.name).rename(final)
+        aside.rmdir()
+        raise
+    old = aside / final.name
+    for name in set(p.name for p in old.iterdir()) - set(foreign_checkpoint_entries(old)):
+        (old / name).unlink(missing_ok=True)
+    try:
+        old.rmdir()
+        aside.rmdir()
+    except OSError:  # a file appeared meanwhile: never delete it
+        warnings.warn(f"kept files that appeared in the previous {final} under {aside}", stacklevel=4)
 
 
 @contextmanager
 def writing_folder(final: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``final``; on success it replaces ``final``
-    (renamed into place), on any error it is removed and ``final`` is left as it was."""
+    """Yield a fresh temporary folder beside ``final`` (named to match :data:`TEMP_RE` for a
+    checkpoint); on success it replaces ``final`` (renamed into place), on any error it is
+    removed and ``final`` is left as it was. An existing ``final`` holding anything but
+    checkpoint files is refused (:class:`UserError`) before the block runs."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    _check_replaceable(final)
+    tmp = _new_temp_folder(final)
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a plain mkdir's mode
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        _swap_in(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -128,9 +195,14 @@ def writing_checkpoint(run_dir: str | Path, step: int) -> Iterator[Path]:
 
 
 def remove_partial_checkpoints(run_dir: str | Path) -> None:
-    """Delete temporary checkpoint folders a killed writer left in ``run_dir``."""
-    for stale in Path(run_dir).glob(_TEMP_GLOB):
-        shutil.rmtree(stale, ignore_errors=True)
+    """Delete temporary checkpoint folders a killed writer left in ``run_dir`` (names matching
+    :data:`TEMP_RE` only: a user's ``.checkpoint-notes`` is kept)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    for stale in run_dir.iterdir():
+        if TEMP_RE.match(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- optimizer state (no pickle)
