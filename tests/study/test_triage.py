@@ -40,3 +40,21 @@ def test_ood_decline_row_uses_the_selection_rule_when_present(peak_ood, end_ood,
 def test_ood_decline_needs_id_to_rise():
     row = triage({"figure1": fig1(0.08, 0.03, peak_id=0.30, end_id=0.10), "selection": None})[0]
     assert row["applies"] is False
+
+
+def test_restoration_row_reads_the_paired_shares():
+    """With paired evidence, a point helps when a recovered-share interval (accuracy or loss) lies above 0."""
+    from spindoctor.report.triage import triage
+
+    def point(name, acc_share, loss_share):
+        return {"point": name, "kind": "ranks", "ood_recovered": acc_share["estimate"], "ood_acc": 0.05, "id_acc": 0.2,
+                "paired": {"ood": {"recovered": {"acc": acc_share, "loss": loss_share}}}}
+
+    base = [{"point": "reference", "kind": "baseline", "ood_acc": 0.08, "ood_acc_se": 0.005},
+            {"point": "tuned", "kind": "baseline", "ood_acc": 0.03, "ood_acc_se": 0.005}]
+    flat = {"estimate": 0.1, "lo": -0.3, "hi": 0.5}
+    for loss_share, applies in (({"estimate": 0.8, "lo": 0.6, "hi": 1.0}, True), (flat, False)):
+        sweeps = {"ranks": {"rows": base + [point("k=0.2", flat, loss_share)]}}
+        row = next(r for r in triage({"sweeps": sweeps}) if r["symptom"] == "OOD lost after full SFT")
+        assert row["applies"] is applies
+        assert "95% CI -30% to 50%, paired" in row["evidence"] and "lost OOD loss proxy" in row["evidence"]

@@ -109,12 +109,19 @@ def _restoration_rows(sweeps: dict) -> list[dict]:
     parts = []
     if best_rank:
         parts.append(f"restoring {best_rank['point']} directions of every layer recovers "
-                     f"{100 * best_rank['ood_recovered']:.0f}% of the lost OOD accuracy "
-                     f"(OOD {_pct(best_rank['ood_acc'])}, ID {_pct(best_rank['id_acc'])})")
+                     f"{100 * best_rank['ood_recovered']:.0f}% of the lost OOD accuracy{_share_ci(best_rank, 'acc')} "
+                     f"(OOD {_pct(best_rank['ood_acc'])}, ID {_pct(best_rank['id_acc'])})"
+                     f"{_loss_share_text(best_rank)}")
     if best_layer:
         parts.append(f"the best layer block ({best_layer['point']}) recovers "
-                     f"{100 * best_layer['ood_recovered']:.0f}% (ID {_pct(best_layer['id_acc'])})")
-    helps = any(b and b["ood_recovered"] > 0 for b in (best_rank, best_layer))
+                     f"{100 * best_layer['ood_recovered']:.0f}%{_share_ci(best_layer, 'acc')} "
+                     f"(ID {_pct(best_layer['id_acc'])}){_loss_share_text(best_layer)}")
+    paired = [b for b in (best_rank, best_layer) if b and _share(b, "acc") is not None]
+    if paired:  # paired evidence: a share helps when its interval (accuracy or loss proxy) lies above 0
+        helps = any((_share(b, what) or {}).get("lo") is not None and _share(b, what)["lo"] > 0
+                    for b in paired for what in ("acc", "loss"))
+    else:
+        helps = any(b and b["ood_recovered"] > 0 for b in (best_rank, best_layer))
     return [{
         "symptom": "OOD lost after full SFT",
         "applies": helps,
@@ -122,6 +129,33 @@ def _restoration_rows(sweeps: dict) -> list[dict]:
         "action": ("Try that restoration before RL; check the ID cost in the sweep table." if helps else
                    "Directional restoration did not win back OOD accuracy here; do not rely on it."),
     }]
+
+
+def _share(row: dict, what: str) -> dict | None:
+    """A sweep point's paired recovered share of lost OOD ``acc`` or ``loss`` (None without paired data)."""
+    return (((row.get("paired") or {}).get("ood") or {}).get("recovered") or {}).get(what)
+
+
+def _share_ci(row: dict, what: str) -> str:
+    share = _share(row, what)
+    if not share or share.get("lo") is None:
+        return ""
+    return f" [95% CI {100 * share['lo']:.0f}% to {100 * share['hi']:.0f}%, paired]"
+
+
+def _loss_share_text(row: dict) -> str:
+    share = _share(row, "loss")
+    if not share or share.get("estimate") is None:
+        return ""
+    return f", and {100 * share['estimate']:.0f}% of the lost OOD loss proxy{_share_ci(row, 'loss')}"
+
+
+def _paired_rl_text(data: dict, start: str) -> str:
+    """", paired 95% CI [lo, hi]" of an RL run's OOD accuracy change (done.json), or ""."""
+    acc = (((data.get("rl_done") or {}).get(start) or {}).get("paired", {}).get("ood") or {}).get("acc")
+    if not acc or acc.get("lo") is None:
+        return ""
+    return f", paired 95% CI [{100 * acc['lo']:+.1f}, {100 * acc['hi']:+.1f}] pp"
 
 
 def _rl_row(data: dict) -> dict | None:
@@ -132,7 +166,8 @@ def _rl_row(data: dict) -> dict | None:
     gains = {r["start"]: (r["ood_after"] or 0) - (r["ood_before"] or 0) for r in rec}
     best = max(rec, key=lambda r: r["ood_after"] or 0)
     evidence = "; ".join(f"RL from {r['start']} (SFT step {r['sft_step']}): OOD {_pct(r['ood_before'])} -> "
-                         f"{_pct(r['ood_after'])} ({100 * gains[r['start']]:+.1f} pp)" for r in rec)
+                         f"{_pct(r['ood_after'])} ({100 * gains[r['start']]:+.1f} pp"
+                         f"{_paired_rl_text(data, r['start'])})" for r in rec)
     end_rec = next((r for r in rec if r["start"] == "end"), None)
     margin = None
     if end_rec is not None and best["start"] != "end":
