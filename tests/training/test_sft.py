@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,41 @@ def test_sft_bf16_checkpointing_and_micro_batches_on_cuda(tiny_chat_dir, tmp_pat
     rows = read_jsonl(tmp_path / "sft" / "metrics.jsonl")
     assert summary["probe_steps"] == [0, 2] and len(rows) == 4
     assert all(r["loss"] == r["loss"] and r["loss"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("outcome", ["finished", "trainer-raises"], ids=["run-finishes", "run-fails"])
+def test_the_trainer_scratch_folder_is_its_own_and_a_users_trainer_folder_is_kept(
+        outcome, tiny_organism_dir, tmp_path, monkeypatch):
+    """The trainer's output_dir is a folder run_sft creates (unique name) and deletes whole;
+    a user's own .trainer/ in --out is never touched, whether the run finishes or fails."""
+    import trl
+
+    out = tmp_path / "sft"
+    (out / ".trainer").mkdir(parents=True)
+    (out / ".trainer" / "notes.txt").write_text("mine")
+    seen = {}
+    real_config, real_trainer = trl.SFTConfig, trl.SFTTrainer
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real_config(**kwargs)
+
+    class Failing(real_trainer):
+        def train(self, *args, **kwargs):
+            raise RuntimeError("trainer crashed")
+
+    monkeypatch.setattr(trl, "SFTConfig", spy)
+    if outcome == "trainer-raises":
+        monkeypatch.setattr(trl, "SFTTrainer", Failing)
+    cfg = resolve_config("organism", base=str(tiny_organism_dir), out=str(out), steps=1, batch_size=2,
+                         dense_until=0, probe_every=1, threads=1, probe=ProbeConfig(n=2, max_new_tokens=4))
+    if outcome == "finished":
+        run_sft(cfg, say=lambda s: None)
+    else:
+        with pytest.raises(RuntimeError, match="trainer crashed"):
+            run_sft(cfg, say=lambda s: None)
+    scratch = Path(seen["output_dir"])
+    assert scratch.parent == out and scratch.name.startswith(".trainer.") and scratch.name != ".trainer"
+    assert not scratch.exists() and not [p for p in out.iterdir() if p.name.startswith(".trainer.")]
+    assert (out / ".trainer" / "notes.txt").read_text() == "mine"
+    assert (out / "done.json").exists() == (outcome == "finished")

@@ -12,7 +12,10 @@ probe numbers in the file metadata and in ``probe.json``) -> ``train.jsonl``
 
 The trainer's own checkpointing is off (``save_strategy="no"``): it would
 pickle optimizer state; ours are weights-only safetensors, written to a
-temporary folder and renamed.
+temporary folder and renamed. The trainer's ``output_dir`` is a scratch folder
+this command creates under a unique name (``.trainer.<random>`` in the run
+folder) and deletes when training ends, so a user's own ``.trainer/`` is never
+touched (docs/design.md, "Run folder").
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -205,9 +209,7 @@ def make_probe_callback(cfg: SFTRunConfig, tokenizer: Any, out: Path, say: Any =
 
 def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
     """Run SFT as configured; returns the summary also written to ``done.json``."""
-    import torch
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
 
     from spindoctor.devices import set_torch_threads
     from spindoctor.models.load import load_causal_lm
@@ -223,8 +225,28 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
     if cfg.fmt == "paper" and not conversational:
         say("note: the tokenizer has no chat template; paper prompts are used as plain text")
     dataset = Dataset.from_list(build_dataset_rows(cfg, conversational))
+    scratch = Path(tempfile.mkdtemp(prefix=".trainer.", dir=out))  # ours alone: deleted whole at the end
+    try:
+        seconds, log_history = _train(cfg, model, tokenizer, dataset, scratch, say)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    atomic_write_jsonl(out / TRAIN_LOG_FILE, [r for r in log_history if "loss" in r])
+    summary = {"steps": cfg.steps, "seconds": seconds, "probe_steps": probe_steps(cfg),
+               "examples": len(dataset)}
+    atomic_write_json(out / DONE_FILE, summary)
+    return summary
+
+
+def _train(cfg: SFTRunConfig, model: Any, tokenizer: Any, dataset: Any, scratch: Path,
+           say: Any) -> tuple[float, list[dict]]:
+    """TRL ``SFTTrainer`` with the probe callback, its ``output_dir`` in ``scratch``;
+    returns (seconds, the trainer's log history)."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    out = Path(cfg.out)
     args = SFTConfig(
-        output_dir=str(out / ".trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size // cfg.grad_accum_steps,
+        output_dir=str(scratch), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size // cfg.grad_accum_steps,
         gradient_accumulation_steps=cfg.grad_accum_steps,
         learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=int(round(cfg.warmup_ratio * cfg.steps)), weight_decay=cfg.weight_decay,
@@ -238,10 +260,4 @@ def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
                          callbacks=[make_probe_callback(cfg, tokenizer, out, say)])
     start = time.perf_counter()
     trainer.train()
-    seconds = time.perf_counter() - start
-    atomic_write_jsonl(out / TRAIN_LOG_FILE, [r for r in trainer.state.log_history if "loss" in r])
-    shutil.rmtree(out / ".trainer", ignore_errors=True)
-    summary = {"steps": cfg.steps, "seconds": seconds, "probe_steps": probe_steps(cfg),
-               "examples": len(dataset)}
-    atomic_write_json(out / DONE_FILE, summary)
-    return summary
+    return time.perf_counter() - start, trainer.state.log_history
