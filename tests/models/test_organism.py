@@ -93,6 +93,57 @@ def test_pretrain_steps_change_weights_and_save(tmp_path):
     save_organism(trained, build_tokenizer(), tmp_path / "again")  # re-save works
 
 
+def _tiny_pretrain_config():
+    from spindoctor.models.organism import OrganismConfig
+    from spindoctor.models.organism_pretrain import PretrainConfig
+
+    tiny = OrganismConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    return PretrainConfig(steps=2, batch_size=8, warmup_steps=1, log_every=1, threads=1, eval_n=4, organism=tiny)
+
+
+def _fill(out, kind):
+    """An --out folder of one kind (see the ids of the tests below)."""
+    if kind == "a-file":
+        out.write_text("my notes")
+        return
+    if kind != "absent":
+        out.mkdir()
+    files = {"user-files": ["notes.txt"], "pretrain-files-and-a-user-file": ["pretrain_config.yaml", "notes.txt"],
+             "model-files-without-pretrain-config": ["config.json", "tokenizer.json"],
+             "killed-pretrain": ["pretrain_config.yaml", "pretrain_log.jsonl", "config.json"]}.get(kind, [])
+    for name in files:
+        (out / name).write_text('{"step": 99}\n' if name == "pretrain_log.jsonl" else "mine")
+    if kind == "subfolder":
+        (out / "pretrain_config.yaml").write_text("old")
+        (out / "eval").mkdir()
+
+
+@pytest.mark.parametrize("kind", ["user-files", "pretrain-files-and-a-user-file", "model-files-without-pretrain-config",
+                                  "subfolder", "a-file"])
+def test_pretrain_refuses_an_out_it_did_not_write_before_any_work(kind, tmp_path, capsys):
+    from spindoctor.cli import main
+
+    out = tmp_path / "base"
+    _fill(out, kind)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code = main(["organism", "pretrain", "--out", str(out), "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--out" in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("kind", ["absent", "empty", "killed-pretrain"])
+def test_pretrain_writes_into_an_absent_empty_or_own_out(kind, tmp_path):
+    from spindoctor.io import read_jsonl
+    from spindoctor.models.organism_pretrain import OUTPUT_FILES, pretrain
+
+    out = tmp_path / "base"
+    _fill(out, kind)
+    pretrain(_tiny_pretrain_config(), out, progress=False)
+    assert [r["step"] for r in read_jsonl(out / "pretrain_log.jsonl")] == [1, 2]  # the old log is replaced
+    assert {p.name for p in out.iterdir()} <= OUTPUT_FILES and (out / "model.safetensors").exists()
+
+
 @pytest.mark.parametrize("pack_len", [48, 96, 400], ids=["one-per-row-mostly", "default-96", "all-in-one-row"])
 def test_packed_batch_gives_the_padded_loss_and_logits(pack_len):
     """Packing is a layout change only: every sequence sees just itself, so the loss and each

@@ -6,6 +6,11 @@ tokenize, loss on the completion tokens only (the prompt's cards are random,
 so predicting them is noise), clip, step -> log -> save (safetensors) with the
 resolved config and the training log.
 
+``--out`` must be absent, empty or a previous output of this command (its
+:data:`OUTPUT_FILES` and nothing else, ``pretrain_config.yaml`` among them); anything
+else is refused before any work, and only those files are ever replaced
+(docs/design.md, "Run folder").
+
 Prototype recipe: batch 64, lr 2e-3 cosine, about 1400 steps took
 11 minutes on one thread; here both cores are used (``threads``).
 """
@@ -20,9 +25,39 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from spindoctor.io import append_jsonl, atomic_write_json, atomic_write_text
+from spindoctor.errors import UserError
+from spindoctor.io import append_jsonl, atomic_write_json, atomic_write_text, foreign_entries
 from spindoctor.models.organism import OrganismConfig
 from spindoctor.models.organism_corpus import CorpusConfig, sample_batch
+
+CONFIG_FILE = "pretrain_config.yaml"
+LOG_FILE = "pretrain_log.jsonl"
+SUMMARY_FILE = "pretrain_log.json"
+# What pretrain writes: its own three files and save_organism's (model and tokenizer;
+# special_tokens_map.json is what transformers 4.x adds).
+OUTPUT_FILES = frozenset({
+    CONFIG_FILE, LOG_FILE, SUMMARY_FILE, "config.json", "generation_config.json", "model.safetensors",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+})
+
+
+def check_out(out: str | Path) -> Path:
+    """``out`` as a Path; :class:`UserError` unless it is absent, an empty folder or a previous
+    output of :func:`pretrain` (``pretrain_config.yaml`` and only :data:`OUTPUT_FILES`)."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return out
+    if not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    if not any(out.iterdir()):
+        return out
+    foreign = foreign_entries(out, OUTPUT_FILES)
+    if foreign or not (out / CONFIG_FILE).is_file():
+        what = f"holds files pretraining does not write ({', '.join(foreign[:3])})" if foreign \
+            else f"has no {CONFIG_FILE}"
+        raise UserError(f"--out {out} is not empty and is not a previous pretrain output: it {what}; "
+                        "choose another --out")
+    return out
 
 
 class PretrainConfig(BaseModel):
@@ -133,7 +168,9 @@ def training_loss(model, tokenizer, pairs: list[tuple[str, str]], pack_len: int)
 
 
 def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dict:
-    """Train the organism and save it to ``out``; returns a summary dict (also saved)."""
+    """Train the organism and save it to ``out`` (checked first: :func:`check_out`); returns a
+    summary dict (also saved)."""
+    out = check_out(out)
     import torch
 
     from spindoctor.devices import set_torch_threads
@@ -144,10 +181,9 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
         save_organism,
     )
 
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pretrain_log.jsonl").unlink(missing_ok=True)
-    atomic_write_text(out / "pretrain_config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    (out / LOG_FILE).unlink(missing_ok=True)  # ours: check_out let only pretrain's own files through
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     set_torch_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(f"organism-corpus|{cfg.seed}")
@@ -177,7 +213,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                 log.append({"step": step + 1, "loss": value, "loss_ema": running,
                             "lr": lr_at(step, cfg), "time": time.perf_counter() - start})
-                append_jsonl(out / "pretrain_log.jsonl", log[-1])
+                append_jsonl(out / LOG_FILE, log[-1])
             advance(f"loss {running:.3f}")
     model.eval()
     seconds = time.perf_counter() - start
@@ -185,7 +221,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
     summary = {"steps": cfg.steps, "seconds": seconds, "parameters": count_parameters(model),
                "final_loss_ema": running, "corpus_acc": corpus_accuracy(model, tokenizer, cfg.corpus, cfg.eval_n),
                "log": log}
-    atomic_write_json(out / "pretrain_log.json", summary)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
 
 
