@@ -80,3 +80,80 @@ def test_cache_that_is_a_file_exits_2(command, tmp_path, capsys):
     code, _, err = run(capsys, "cache", *command, "--cache", f)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "not a folder" in err
     assert f.read_text() == "not a folder"
+
+
+KEY = "ab" + "0" * 62
+
+
+def _foreign(cache, kind):
+    """A file in the cache's layout that the cache did not write; returns its path."""
+    import torch
+    from safetensors.torch import save_file
+
+    factors = {"U": torch.ones(2, 2), "S": torch.ones(2), "Vh": torch.ones(2, 2)}
+    path = {"user-safetensors": cache / "ab" / "model.safetensors",
+            "entry-name-no-metadata": cache / "ab" / f"{KEY}.safetensors",
+            "entry-name-other-tensors": cache / "ab" / f"{KEY}.safetensors",
+            "entry-name-not-safetensors": cache / "ab" / f"{KEY}.safetensors",
+            "entry-in-the-wrong-folder": cache / "zz" / f"{KEY}.safetensors"}[kind]
+    path.parent.mkdir(exist_ok=True)
+    if kind == "entry-name-not-safetensors":
+        path.write_bytes(b"my notes, not a tensor file")
+    elif kind == "entry-name-other-tensors":
+        save_file({"weight": torch.ones(2)}, str(path), metadata={"version": "2", "method": "svd"})
+    else:
+        save_file(factors, str(path), metadata=None if kind == "entry-name-no-metadata" else
+                  {"version": "2", "method": "svd"})
+    return path
+
+
+@pytest.mark.parametrize("kind", ["user-safetensors", "entry-name-no-metadata", "entry-name-other-tensors",
+                                  "entry-name-not-safetensors", "entry-in-the-wrong-folder"])
+def test_files_the_cache_did_not_write_are_skipped_not_counted_or_removed(kind, filled, capsys):
+    _, _, cache, n = filled
+    foreign = _foreign(cache, kind)
+    before = foreign.read_bytes()
+    code, out, _ = run(capsys, "cache", "info", "--cache", cache, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["entries"] == 2 * n and doc["skipped"] == [str(foreign)]
+    assert doc["bytes"] == sum(e.size for e in FactorCache(cache).entries())
+    code, out, _ = run(capsys, "cache", "clear", "--cache", cache, "--all", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["entries"] == 2 * n and doc["skipped"] == [str(foreign)]
+    assert foreign.read_bytes() == before and FactorCache(cache).entries() == []
+    code, out, _ = run(capsys, "cache", "clear", "--cache", cache, "--all")
+    assert code == 0 and "skipped 1 file(s) that are not factor-cache entries" in out and foreign.exists()
+
+
+def test_entries_of_the_first_format_are_still_recognised(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "cache" / "ab" / f"{KEY}.safetensors"
+    path.parent.mkdir(parents=True)
+    save_file({"U": torch.ones(2, 2), "S": torch.ones(2), "Vh": torch.ones(2, 2)}, str(path),
+              metadata={"method": "gram", "version": "1"})
+    code, out, _ = run(capsys, "cache", "clear", "--cache", tmp_path / "cache", "--all", "--json")
+    assert code == 0 and json.loads(out)["entries"] == 1 and json.loads(out)["skipped"] == [] and not path.exists()
+
+
+def test_a_wrong_cache_folder_loses_nothing(tiny_model_dir_with_shards, capsys):
+    model_dir = tiny_model_dir_with_shards
+    before = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    code, out, _ = run(capsys, "cache", "clear", "--cache", model_dir.parent, "--all", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["entries"] == 0 and len(doc["skipped"]) == len(before)
+    assert {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.fixture
+def tiny_model_dir_with_shards(tmp_path):
+    """A user's folder in the cache's layout: two-letter folder of *.safetensors weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "models" / "v2"
+    folder.mkdir(parents=True)
+    for i in (1, 2):
+        save_file({"w": torch.ones(3)}, str(folder / f"model-0000{i}-of-00002.safetensors"))
+    return folder

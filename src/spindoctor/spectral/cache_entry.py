@@ -14,6 +14,10 @@ recognised, and carries a CRC-32 of everything else in the file:
 - ``checksum``: ``<algorithm>:<hex digest>`` of the other metadata (canonical
   JSON) followed by the raw bytes of ``U``, ``S`` and ``Vh`` in that order.
 
+:func:`is_factor_entry` says, from the header alone, whether a file is a
+factor-cache entry at all: ``spindoctor cache clear`` deletes only those, so a
+wrong ``--cache`` never costs a user file (docs/design.md, "Run folder").
+
 The algorithm is XXH3-64 (the ``xxhash`` package, which ``datasets`` already
 requires; about 16 GiB/s, against 1.5 GiB/s for zlib's CRC-32, so verifying a
 warm run's factors costs a few percent of the run), or CRC-32 where xxhash is
@@ -27,8 +31,10 @@ own folder.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +42,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ENTRY_VERSION = "2"
 IDENTITY = ("fingerprint", "tensor", "dtype", "request", "rank")
+METHODS = ("gram", "svd", "randomized")
+_ENTRY_NAME = re.compile(r"^[0-9a-f]{64}\.safetensors$")
+
+
+def is_factor_entry(path: Path, meta: dict[str, str] | None, names: set[str]) -> bool:
+    """Whether a file is a factor-cache entry (any format version): named ``<key>.safetensors``
+    in folder ``<key[:2]>``, a plain file, holding exactly ``U``, ``S``, ``Vh`` (``names``, from
+    the header) and metadata with a numeric ``version`` and a known ``method``."""
+    path = Path(path)
+    if not _ENTRY_NAME.match(path.name) or path.parent.name != path.name[:2] or path.is_symlink():
+        return False
+    meta = meta or {}
+    return names == {"U", "S", "Vh"} and str(meta.get("version", "")).isdigit() and meta.get("method") in METHODS
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from spindoctor.errors import UserError
-from spindoctor.spectral.cache_entry import EntryId, all_finite, entry_metadata, problem
+from spindoctor.spectral.cache_entry import (
+    EntryId,
+    all_finite,
+    entry_metadata,
+    is_factor_entry,
+    problem,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -276,22 +282,31 @@ class FactorCache:
 
     def entries(self) -> list[CacheEntry]:
         """Every stored factorisation with its size, last use and label (headers only are read)."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[CacheEntry], list[Path]]:
+        """``(entries, skipped)``: the factor-cache entries under ``root/??/*.safetensors``, and the
+        files there that are not entries (:func:`~spindoctor.spectral.cache_entry.is_factor_entry`,
+        headers only; unreadable ones included), which are never counted or removed."""
         from safetensors import safe_open
 
-        out = []
+        found, skipped = [], []
         for p in sorted(self.root.glob("??/*.safetensors")):
             try:
                 st = p.stat()
                 with safe_open(str(p), framework="pt") as fh:
-                    meta = fh.metadata() or {}
-            except Exception:  # unreadable: still listed, so it can be removed
-                meta = {}
-            out.append(CacheEntry(p, st.st_size, st.st_mtime, meta.get("fingerprint"), meta.get("checkpoint"),
-                                  meta.get("tensor")))
-        return out
+                    meta, names = fh.metadata() or {}, set(fh.keys())
+            except Exception:  # unreadable: not recognisably ours, so never deleted
+                meta, names = {}, set()
+            if not is_factor_entry(p, meta, names):
+                skipped.append(p)
+                continue
+            found.append(CacheEntry(p, st.st_size, st.st_mtime, meta.get("fingerprint"), meta.get("checkpoint"),
+                                    meta.get("tensor")))
+        return found, skipped
 
     def remove(self, entries: list[CacheEntry]) -> int:
-        """Delete ``entries`` (and folders left empty); return the bytes freed."""
+        """Delete ``entries`` (from :meth:`scan`) and folders left empty; return the bytes freed."""
         freed = 0
         for e in entries:
             try:
