@@ -121,7 +121,8 @@ def test_a_file_with_a_temporary_name_is_kept(tmp_path):
     ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
      "chat_template.jinja", "probe.json"],
     ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",
-     "optimizer.safetensors", "optimizer.json", "trainer_state.json", "vocab.json", "merges.txt"],
+     "value_head.safetensors", "optimizer.safetensors", "optimizer.json", "trainer_state.json", "vocab.json",
+     "merges.txt"],
 ], ids=["empty-folder", "sft-checkpoint", "sharded-ppo-checkpoint"])
 def test_a_checkpoint_this_code_wrote_is_replaced(files, tmp_path):
     final = checkpoint_path(tmp_path, 5)

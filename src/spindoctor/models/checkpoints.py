@@ -47,14 +47,14 @@ _STEP_RE = re.compile(r"^checkpoint-(\d+)$")
 # The writer makes hex tokens; older versions used tempfile.mkdtemp's [a-z0-9_]{8}, also matched.
 TEMP_RE = re.compile(r"^\.checkpoint-\d+\.[a-z0-9_]{8}\.tmp$")
 # Every file a checkpoint writer puts in a checkpoint folder: save_pretrained of the model
-# and tokenizer (transformers 4.x and 5.x names), probe.json (sft), optimizer state and
-# trainer_state.json (ppo/grpo), selection.json. Sharded weights match _SHARD_RE.
+# and tokenizer (transformers 4.x and 5.x names), probe.json (sft), the value head,
+# optimizer state and trainer_state.json (ppo), selection.json. Sharded weights match _SHARD_RE.
 CHECKPOINT_FILES = frozenset({
     "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "chat_template.jinja", "chat_template.json", "vocab.json", "vocab.txt", "merges.txt",
     "tokenizer.model", "spiece.model", PROBE_FILE, SELECTION_FILE, OPTIMIZER_FILE, OPTIMIZER_GROUPS_FILE,
-    "trainer_state.json",
+    "value_head.safetensors", "trainer_state.json",
 })
 _SHARD_RE = re.compile(r"^model-\d+-of-\d+\.safetensors$")
 
