@@ -47,7 +47,8 @@ def _row(finding: int, measure: str, stat: dict | None, direction: int, unit: st
     if stat is None and resolve is None:
         resolve = "not measured in this run"
     return {"finding": finding, "claim": CLAIMS[finding], "paper": PAPER[finding], "measure": measure,
-            "estimate": est, "lo": lo, "hi": hi, "unit": unit, "predicted": "> 0" if direction > 0 else "< 0",
+            "estimate": est, "lo": lo, "hi": hi, "se": None if stat is None else stat.get("se"), "unit": unit,
+            "predicted": "> 0" if direction > 0 else "< 0",
             "verdict": v, "resolve": resolve, "note": note}
 
 

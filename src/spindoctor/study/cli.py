@@ -19,20 +19,26 @@ def study(
     restart: Annotated[bool, typer.Option("--restart", help="Delete what the study wrote in the run folder first "
                                           "instead of resuming it (any other file stays).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary, no progress.")] = False,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (0,1,2): one study run per seed in "
+                                              "OUT/seed-<s>/, then a pooled report in OUT/report/ "
+                                              "(default OUT runs/<name>-seeds).")] = None,
 ) -> None:
     """Run the whole playbook: base -> SFT (+probes) -> select -> RL -> drift -> restoration -> toy -> report.
 
     Rerunning skips finished stages whose settings did not change, reruns those whose settings
-    (or input stages) changed, and resumes an interrupted one. --out must be absent, empty or a study run.
+    (or input stages) changed, and resumes an interrupted one. --out must be absent, empty or a study run
+    (with --seeds: a multi-seed study folder).
     """
     from transformers.utils import logging as hf_logging
 
     from spindoctor.study.config import load_study_config
     from spindoctor.study.pipeline import run_study
     from spindoctor.study.runfolder import StudyNotice
+    from spindoctor.study.seeds import parse_seeds
 
+    seed_list = None if seeds is None else parse_seeds(seeds)
     cfg = load_study_config(config, quick=quick)
-    run = out or Path("runs") / (cfg.name + ("-quick" if quick else ""))
+    run = out or Path("runs") / (cfg.name + ("-quick" if quick else "") + ("-seeds" if seed_list else ""))
     if run.exists() and not run.is_dir():
         raise UserError(f"--out {run} exists and is not a folder")
     hf_logging.set_verbosity_error()
@@ -40,6 +46,8 @@ def study(
     with warnings.catch_warnings():  # the study's notices (a stage rerun, files kept): one line each
         warnings.simplefilter("always", StudyNotice)
         warnings.showwarning = _one_line(warnings.showwarning)
+        if seed_list is not None:
+            return _study_seeds(cfg, run, seed_list, restart, as_json)
         markers = run_study(cfg, run, progress=not as_json, restart=restart)
     report = run / "report" / "index.html"
     if as_json:
@@ -47,6 +55,46 @@ def study(
                                "stages": {k: v["seconds"] for k, v in markers.items()}}))
         return
     _print_summary(run, markers)
+
+
+def _study_seeds(cfg, parent: Path, seeds: list[int], restart: bool, as_json: bool) -> None:
+    """``study --seeds``: one run per seed, the pooled report, then a summary (docs/design.md, "Run folder")."""
+    from rich.console import Console
+
+    from spindoctor.study.seeds import pooled_report, run_seeds
+
+    console = Console(stderr=True)
+    markers = run_seeds(cfg, parent, seeds, progress=not as_json, restart=restart,
+                        say=None if as_json else lambda line: console.print(line, highlight=False, soft_wrap=True))
+    result = pooled_report(parent)
+    if as_json:
+        typer.echo(json.dumps({"run": str(parent), "report": result["index"], "seeds": {
+            str(s): {"run": str(parent / f"seed-{s}"), "stages": {k: v["seconds"] for k, v in m.items()}}
+            for s, m in markers.items()}, "pooled": result["pooled"]}))
+        return
+    _print_seeds_summary(markers, result)
+
+
+def _print_seeds_summary(markers: dict[int, dict], result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    times = Table(title="stage wall times (s)", show_edge=False)
+    times.add_column("stage")
+    for seed in markers:
+        times.add_column(f"seed {seed}", justify="right")
+    for stage in dict.fromkeys(k for m in markers.values() for k in m):
+        times.add_row(stage, *(f"{m[stage]['seconds']:.0f}" if stage in m else "" for m in markers.values()))
+    times.add_row("total", *(f"{sum(v['seconds'] for v in m.values()):.0f}" for m in markers.values()))
+    console.print(times)
+    heads = Table(title="findings pooled over seeds (headline measure)", show_edge=False)
+    for col in ("#", "measure", "seeds", "per seed", "verdict"):
+        heads.add_column(col)
+    for n, row in result["pooled"].items():
+        heads.add_row(str(n), row["measure"], str(row["k"]), row["seed_verdicts"], row["verdict"])
+    console.print(heads)
+    console.print(f"report: [bold]{result['index']}[/bold]")
 
 
 def _one_line(show):
@@ -91,13 +139,16 @@ def _print_summary(run: Path, markers: dict) -> None:
 
 
 def report(
-    run: Annotated[Path, typer.Argument(help="A study run folder (runs/NAME).")],
+    run: Annotated[Path, typer.Argument(help="A study run folder or a multi-seed study folder (runs/NAME).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """(Re)build report/index.html, summary.md and tables/*.csv of a study run."""
+    """(Re)build report/index.html, summary.md and tables/*.csv of a study run (pooled for a --seeds folder)."""
     from spindoctor.report.build import build_report
+    from spindoctor.study.runfolder import marker_schema
+    from spindoctor.study.seeds import pooled_report
 
     if not run.is_dir():
         raise UserError(f"run folder not found: {run}")
-    result = build_report(run)
+    multi = (marker_schema(run) or "").startswith("spindoctor.study-seeds/")
+    result = pooled_report(run) if multi else build_report(run)
     typer.echo(json.dumps(result) if as_json else f"report: {result['index']}")

@@ -5,7 +5,12 @@ docs/design.md, "Run folder". A study run folder holds ``.spindoctor-study.json`
 empty folder; a folder written before that marker existed is recognised by
 ``config.yaml`` beside ``.stages/``. Any other non-empty folder is refused.
 
-Inside it, a stage's folder (``base/``, ``sft/``, ``rl/``, ...) is the study's when
+A multi-seed study folder (``--seeds``) holds the same marker with schema
+``spindoctor.study-seeds/1`` (the config name, the seeds of the latest run and
+every ``seed-<s>/`` folder the study created), one study run folder per seed and
+the pooled ``report/``.
+
+Inside a run folder, a stage's folder (``base/``, ``sft/``, ``rl/``, ...) is the study's when
 ``.stages/started/<stage>.json`` or ``.stages/<stage>.json`` exists: the study writes
 the first before it creates the folder. Only such folders, the study's own files and
 its temporary files are ever deleted; anything else is kept and named in a warning.
@@ -25,6 +30,9 @@ from spindoctor.io import atomic_write_json
 
 STUDY_MARKER = ".spindoctor-study.json"
 SCHEMA = "spindoctor.study-run/1"
+SEEDS_SCHEMA = "spindoctor.study-seeds/1"
+SEED_DIR = "seed-{}"
+REPORT = "report"
 CONFIG = "config.yaml"
 MARKERS = ".stages"
 CACHE = ".cache"
@@ -61,15 +69,33 @@ def read_json(path: Path) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
-def classify(run: Path) -> str:
-    """``new`` (absent or empty), ``study`` (has the marker) or ``legacy``; UserError for anything else."""
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _is_new(run: Path) -> bool:
+    """Whether ``run`` is absent or an empty folder; UserError when it is not a folder."""
     if run.exists() != run.is_dir() or (run.is_symlink() and not run.exists()):
         raise UserError(f"--out {run} exists and is not a folder")
-    if not run.exists() or not any(run.iterdir()):
+    return not run.exists() or not any(run.iterdir())
+
+
+def marker_schema(run: Path) -> str | None:
+    """The schema the study marker of ``run`` names ("" when unreadable); None without a marker."""
+    if not (Path(run) / STUDY_MARKER).exists():
+        return None
+    return str((read_json(Path(run) / STUDY_MARKER) or {}).get("schema", ""))
+
+
+def classify(run: Path) -> str:
+    """``new`` (absent or empty), ``study`` (has the marker) or ``legacy``; UserError for anything else."""
+    if _is_new(run):
         return "new"
-    if (run / STUDY_MARKER).exists():
-        found = read_json(run / STUDY_MARKER) or {}
-        if not str(found.get("schema", "")).startswith("spindoctor.study-run/"):
+    schema = marker_schema(run)
+    if schema is not None:
+        if schema.startswith("spindoctor.study-seeds/"):
+            raise UserError(f"--out {run} is a multi-seed study folder: pass --seeds, or choose another --out")
+        if not schema.startswith("spindoctor.study-run/"):
             raise UserError(f"{run / STUDY_MARKER} is not a study run marker; choose another --out")
         return "study"
     if (run / CONFIG).is_file() and (run / MARKERS).is_dir():
@@ -82,8 +108,7 @@ def claim(run: Path) -> None:
     """Create ``run`` if needed and write the study marker (kept if already there)."""
     run.mkdir(parents=True, exist_ok=True)
     if not (run / STUDY_MARKER).exists():
-        atomic_write_json(run / STUDY_MARKER, {"schema": SCHEMA,
-                                               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        atomic_write_json(run / STUDY_MARKER, {"schema": SCHEMA, "created": _now()})
 
 
 def owns(run: Path, stage: str) -> bool:
@@ -143,9 +168,69 @@ def restart(run: Path) -> list[str]:
             _remove(entry)
     _remove(run / MARKERS)
     (run / CONFIG).unlink(missing_ok=True)
-    kept = sorted(set(kept) | {p.name for p in run.iterdir()} - {STUDY_MARKER})
+    return _warn_kept(run, sorted(set(kept) | {p.name for p in run.iterdir()} - {STUDY_MARKER}))
+
+
+def _warn_kept(run: Path, kept: list[str]) -> list[str]:
+    """One warning line naming the entries ``--restart`` kept in ``run``; returns them."""
     if kept:
         warnings.warn(f"--restart kept {len(kept)} entr{'y' if len(kept) == 1 else 'ies'} of {run} "
                       f"the study did not write: {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''}",
-                      StudyNotice, stacklevel=2)
+                      StudyNotice, stacklevel=3)
     return kept
+
+
+def classify_seeds(parent: Path) -> str:
+    """``new`` (absent or empty) or ``seeds`` (a multi-seed study folder); UserError for anything else."""
+    if _is_new(parent):
+        return "new"
+    schema = marker_schema(parent)
+    if schema is not None and schema.startswith("spindoctor.study-seeds/"):
+        return "seeds"
+    if (schema or "").startswith("spindoctor.study-run/") or (parent / MARKERS).is_dir():
+        raise UserError(f"--out {parent} is a single-seed study run folder: run it without --seeds, "
+                        "or choose another --out")
+    raise UserError(f"--out {parent} exists, is not empty and is not a multi-seed study folder "
+                    f"(no {STUDY_MARKER}); choose another --out")
+
+
+def seed_dir(parent: Path, seed: int) -> Path:
+    """``<parent>/seed-<seed>``: one seed's study run folder."""
+    return Path(parent) / SEED_DIR.format(seed)
+
+
+def owned_seeds(parent: Path) -> list[int]:
+    """The seeds whose folder the study created in a multi-seed folder (its marker's ``seed_dirs``)."""
+    found = read_json(Path(parent) / STUDY_MARKER) or {}
+    return sorted(int(s) for s in found.get("seed_dirs", []) if isinstance(s, int) and s >= 0)
+
+
+def claim_seeds(parent: Path, config: str, seeds: list[int]) -> None:
+    """Create ``parent`` if needed and write its marker: the config name, these seeds, the seed folders owned."""
+    parent.mkdir(parents=True, exist_ok=True)
+    old = read_json(parent / STUDY_MARKER) or {}
+    kept = [s for s in owned_seeds(parent) if seed_dir(parent, s).exists()]
+    atomic_write_json(parent / STUDY_MARKER, {"schema": SEEDS_SCHEMA, "created": old.get("created") or _now(),
+                                              "config": config, "seeds": list(seeds),
+                                              "seed_dirs": sorted(set(kept) | set(seeds))})
+
+
+def restart_seeds(parent: Path) -> list[str]:
+    """Delete what the study wrote in a multi-seed folder; return (and warn about) the entries kept.
+
+    Each seed folder the study created is restarted like a run folder (:func:`restart`)
+    and removed when only its marker is left; the pooled ``report/`` and the study's
+    temporary files go. The caller checks every seed folder's stages first.
+    """
+    for seed in owned_seeds(parent):
+        run = seed_dir(parent, seed)
+        if run.is_dir() and not run.is_symlink() and marker_schema(run) is not None:
+            restart(run)
+            if {p.name for p in run.iterdir()} <= {STUDY_MARKER}:
+                _remove(run)
+    _remove(parent / REPORT)
+    for entry in parent.iterdir():
+        if _TEMP.match(entry.name):
+            _remove(entry)
+    return _warn_kept(parent, sorted({p.name for p in parent.iterdir()} - {STUDY_MARKER}
+                                     - {SEED_DIR.format(s) for s in owned_seeds(parent)}))
