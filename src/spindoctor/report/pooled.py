@@ -28,7 +28,8 @@ Z = 1.96
 RULE = ("Pooled over seeds: estimate = mean of the seed estimates; 95% interval = mean +- 1.96 * "
         "sqrt(sum of the seed SE^2) / k (a seed's SE is its paired SE, or (hi - lo) / 3.92 from its interval); "
         "a measure one seed has keeps that seed's interval; verdict by the same rule as each seed "
-        "(the interval against 0, in the paper's direction).")
+        "(the interval against 0, in the paper's direction). The interval carries each seed's probe-hand "
+        "noise; the spread and the per-seed verdicts show how much training seeds differ.")
 KEYS = ("finding", "claim", "paper", "measure", "unit", "predicted")
 
 
