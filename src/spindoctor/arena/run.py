@@ -1,0 +1,187 @@
+"""Run the recovery arena end to end: inputs, baselines, points, table, chart (docs/design.md, "Arena").
+
+The SFT end is loaded once; every point (and the base and peak baselines) is
+patched into it in place (:func:`spindoctor.restore.sweep.patched`), probed on
+the same hands and put back bitwise. Outputs in ``out``, written as one set
+(:func:`spindoctor.io.atomic_dir`): ``arena.json`` (resolved config,
+baselines, one row per point with its paired evidence, the Pareto front, the
+best point), ``arena.csv`` and ``arena.png``. A non-empty ``out`` that is not
+a previous arena's is refused before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from spindoctor.arena.config import ArenaConfig
+from spindoctor.arena.points import (
+    Point,
+    States,
+    build_points,
+    check_architectures,
+    rl_runs,
+    soup_members,
+)
+from spindoctor.arena.table import (
+    add_evidence,
+    best_point,
+    pareto_front,
+    probe_row,
+    rows_to_csv,
+    simple_vs_restore,
+)
+from spindoctor.errors import UserError
+from spindoctor.io import atomic_dir, foreign_entries
+
+OUTPUT_FILES = ("arena.json", "arena.csv", "arena.png")  # every file the arena writes; the only ones it deletes
+SCHEMA = "spindoctor.arena/1"
+
+
+def check_out(out: Path) -> None:
+    """Refuse (UserError) a file, or a non-empty folder that is not a previous arena output."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and (foreign_entries(out, OUTPUT_FILES) or not (out / "arena.json").is_file()):
+        raise UserError(f"--out {out} exists and is not an arena output folder (only {', '.join(OUTPUT_FILES)}); "
+                        "choose a new or empty folder")
+
+
+def resolve_sources(sft_run: str | None, peak: str | None, end: str | None) -> tuple[str | None, str]:
+    """``(peak, end)``: the explicit ones, else the SFT run's selection.json (peak and end entries)."""
+    from spindoctor.models.checkpoints import SELECTION_FILE
+    from spindoctor.training.select import read_selection
+
+    if (peak is None or end is None) and sft_run is None:
+        raise UserError("give an SFT run folder (with its selection.json) or both --peak and --end")
+    if peak is None or end is None:
+        chosen = dict(read_selection(Path(sft_run) / SELECTION_FILE))
+        peak = peak if peak is not None else (str(chosen["peak"]) if "peak" in chosen else None)
+        if end is None:
+            if "end" not in chosen:
+                raise UserError(f"{Path(sft_run) / SELECTION_FILE} names no end checkpoint; pass --end")
+            end = str(chosen["end"])
+    return peak, end
+
+
+def sft_curve(sft_run: str | None, peak: str | None) -> list[dict]:
+    """``[{step, id_acc, ood_acc}]`` of the SFT run's probe rows (metrics.jsonl), step order; [] when absent."""
+    from spindoctor.io import read_jsonl
+    from spindoctor.models.checkpoints import METRICS_FILE
+
+    run = Path(sft_run) if sft_run else (Path(peak).parent if peak else None)
+    if run is None or not (run / METRICS_FILE).is_file():
+        return []
+    by_step: dict[int, dict] = {}
+    for row in read_jsonl(run / METRICS_FILE):
+        if row.get("stage", "sft") == "sft" and row.get("split") in ("id", "ood") and "step" in row:
+            by_step.setdefault(int(row["step"]), {"step": int(row["step"])})[f"{row['split']}_acc"] = row.get("acc")
+    return [c for _, c in sorted(by_step.items()) if c.get("id_acc") is not None and c.get("ood_acc") is not None]
+
+
+def _check_inputs(cfg: ArenaConfig, out: Path) -> dict[str, str]:
+    """Every check before work: out, model folders, architectures, soup and RL sources, device."""
+    from spindoctor.models.load import check_model_folder
+
+    check_out(out)
+    paths = {"base": cfg.base, "end": cfg.end} | ({"peak": cfg.peak} if cfg.peak else {})
+    for path in paths.values():
+        check_model_folder(path)
+    if "soup" in cfg.methods and cfg.peak:
+        for w in cfg.grids["soup"]:
+            paths.update({f"soup member {p}": p for p in soup_members(cfg.sft_run, cfg.peak, int(w))})
+    if "rl" in cfg.methods:
+        paths.update({f"rl/{start}": ckpt for start, ckpt in rl_runs(cfg.study or "")})
+    check_architectures(paths)
+    if cfg.device != "cpu":
+        from spindoctor.devices import resolve_device
+
+        resolve_device(cfg.device)
+    return paths
+
+
+def _matrix_names(cfg: ArenaConfig):
+    from spindoctor.restore.plan import RestorePlan, plan_matrices
+    from spindoctor.spectral.tensors import Checkpoint
+
+    plan = RestorePlan(layers="all", matrices=cfg.matrices)
+    return plan_matrices(Checkpoint(cfg.base), Checkpoint(cfg.end), plan)
+
+
+def score_point(model, tok, states: States, point: Point, probe) -> tuple[dict, float]:
+    """Probe ``point`` patched into ``model``; return ``({split: ProbeResult}, seconds for edit + probe)``."""
+    from spindoctor.probes import probe_model
+    from spindoctor.restore.sweep import patched
+
+    t0 = time.perf_counter()
+    params = {n for n, _ in model.named_parameters()}
+    edits = {n: t for n, t in states.stored(point.make()).items() if n in params}
+    with patched(model, edits):
+        results = probe_model(model, tok, probe)
+    return results, time.perf_counter() - t0
+
+
+def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True) -> dict:
+    """Score every point of ``cfg``; write arena.json, arena.csv and arena.png into ``out``; return the record."""
+    from rich.progress import Progress
+
+    from spindoctor.arena.figures import plot_arena
+    from spindoctor.models.load import load_causal_lm
+    from spindoctor.probes import probe_model
+
+    started, out = time.time(), Path(out)
+    _check_inputs(cfg, out)
+    infos = _matrix_names(cfg)
+    states = States(cfg.end)
+    memo: dict = {}
+
+    def factors():
+        if "f" not in memo:
+            from spindoctor.restore.sweep import load_factors
+
+            memo["f"] = load_factors(cfg.base, cfg.end, infos, None, "float32", cfg.device, progress=False)
+        return memo["f"]
+
+    points = build_points(cfg, states, [i.name for i in infos], factors)
+    model, tok = load_causal_lm(cfg.end, device=cfg.device)
+    rows = []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("arena", total=len(points) + 1 + bool(cfg.peak))
+        t0 = time.perf_counter()
+        rows.append(probe_row("baseline", None, "sft end", probe_model(model, tok, cfg.probe),
+                              time.perf_counter() - t0, [cfg.end]))
+        baselines = [Point("baseline", None, "base", [cfg.base], lambda: states.get(cfg.base))]
+        if cfg.peak:
+            baselines.append(Point("baseline", None, "sft peak", [cfg.peak], lambda: states.get(cfg.peak)))
+        for point in baselines + points:
+            bar.update(task, description=point.label)
+            results, seconds = score_point(model, tok, states, point, cfg.probe)
+            rows.append(probe_row(point.method, point.knob, point.label, results, seconds, point.sources))
+            bar.advance(task)
+    end, base = rows[0], rows[1]
+    for row in rows:
+        add_evidence(row, end, base)
+    return _finish(cfg, out, rows, sft_curve(cfg.sft_run, cfg.peak), started, plot_arena)
+
+
+def _finish(cfg, out: Path, rows: list[dict], curve: list[dict], started: float, plot) -> dict:
+    from spindoctor import __version__
+
+    front = pareto_front(rows)
+    for i, row in enumerate(rows):
+        row["pareto"] = i in front
+    best = best_point(rows, cfg.id_tolerance)
+    for row in rows:
+        row["best"] = row is best
+    record = {"schema": SCHEMA, "spindoctor_version": __version__, "config": cfg.model_dump(),
+              "seconds": round(time.time() - started, 2), "best": None if best is None else best["label"],
+              "simple_vs_restore": simple_vs_restore(rows), "sft_curve": curve, "rows": rows}
+    try:
+        with atomic_dir(out, owned=OUTPUT_FILES) as tmp:
+            (tmp / "arena.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            (tmp / "arena.csv").write_text(rows_to_csv(rows), encoding="utf-8")
+            plot(rows, curve, front, tmp / "arena.png")
+    except FileExistsError as exc:  # out changed while we worked: nothing was replaced
+        raise UserError(str(exc)) from None
+    return record

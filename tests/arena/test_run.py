@@ -1,0 +1,72 @@
+"""run_arena on a tiny model: outputs, evidence, bad inputs."""
+
+import json
+
+import pytest
+from tests.arena.conftest import TINY_PROBE
+
+from spindoctor.arena.config import ArenaConfig
+from spindoctor.arena.run import resolve_sources, run_arena
+from spindoctor.errors import UserError
+
+
+def _cfg(base, sft, **kw):
+    peak, end = resolve_sources(str(sft), None, None)
+    return ArenaConfig(base=str(base), end=end, peak=peak, sft_run=str(sft), probe=TINY_PROBE, **kw)
+
+
+@pytest.fixture(scope="module")
+def arena(sft_run, tmp_path_factory):
+    base, sft = sft_run
+    out = tmp_path_factory.mktemp("out") / "arena"
+    cfg = _cfg(base, sft, grids={"wise-ft": [0.0, 0.5, 1.0], "ckpt-interp": [0.5], "soup": [0, 1],
+                                 "dg-threshold": [1.0], "keep-top-r": [1.0], "restore": [0.5]})
+    return run_arena(cfg, out, progress=False), out
+
+
+def test_outputs_and_rows(arena):
+    record, out = arena
+    assert sorted(p.name for p in out.iterdir()) == ["arena.csv", "arena.json", "arena.png"]
+    assert json.loads((out / "arena.json").read_text())["schema"] == "spindoctor.arena/1"
+    labels = [r["label"] for r in record["rows"]]
+    assert labels[:3] == ["sft end", "base", "sft peak"]
+    assert {r["method"] for r in record["rows"]} == {"baseline", "wise-ft", "ckpt-interp", "soup", "dg-threshold",
+                                                      "keep-top-r", "restore"}
+    assert len(record["sft_curve"]) == 3 and any(r["pareto"] for r in record["rows"])
+    header = (out / "arena.csv").read_text().splitlines()[0]
+    assert "ood_acc_recovered_est" in header and "id_cost_hi" in header
+
+
+def test_identities_show_in_the_probes(arena):
+    rows = {r["label"]: r for r in arena[0]["rows"]}
+    for label, same in (("wise-ft 0", "base"), ("wise-ft 1", "sft end"), ("keep-top-r 1", "sft end"),
+                        ("soup 1 ckpts", "sft peak")):
+        for split in ("id", "ood"):
+            assert rows[label]["probes"][split]["per_hand"] == rows[same]["probes"][split]["per_hand"], label
+    end = rows["sft end"]
+    assert end["ood_acc_vs_end_est"] == 0 and end["id_cost_est"] == 0
+    assert rows["wise-ft 0.5"]["seconds"] > 0 and rows["wise-ft 0.5"]["paired"]["ood"]["recovered"]["acc"] is not None
+
+
+def test_bad_inputs_are_refused_before_work(sft_run, tmp_path):
+    base, sft = sft_run
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not an arena output"):
+        run_arena(_cfg(base, sft), tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        _cfg(base, sft, methods=["magic"])
+    with pytest.raises(ValueError, match="bad grid value 2"):
+        _cfg(base, sft, grids={"wise-ft": [2]})
+    with pytest.raises(ValueError, match="soup"):
+        ArenaConfig(base=str(base), end=str(base), methods=["soup"])
+
+
+def test_mismatched_architectures(sft_run, tmp_path):
+    from tests.restore.conftest import make_pair
+
+    base, sft = sft_run
+    other, _ = make_pair(tmp_path, n_layers=3)
+    with pytest.raises(UserError, match="mismatched architectures"):
+        run_arena(_cfg(other, sft), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
