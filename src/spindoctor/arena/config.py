@@ -96,3 +96,19 @@ class ArenaConfig(BaseModel):
         if "rl" in self.methods and self.study is None:
             raise ValueError("rl needs a study run folder (study)")
         return self
+
+
+def parse_write(text: str) -> tuple[str, float | str]:
+    """``"wise-ft:0.5"`` -> ``("wise-ft", 0.5)``; ``"rl:peak"`` -> ``("rl", "peak")``; ValueError otherwise."""
+    method, sep, knob = text.partition(":")
+    method, knob = method.strip(), knob.strip()
+    if not sep or not knob:
+        raise ValueError(f"write must be METHOD:KNOB (e.g. wise-ft:0.5), got {text!r}")
+    if method == "rl":
+        return method, knob
+    try:
+        value = float(knob)
+    except ValueError:
+        raise ValueError(f"bad knob {knob!r} in write {text!r}: {KNOBS.get(method, 'a number')}") from None
+    check_grid(method, [value])
+    return method, value

@@ -122,16 +122,27 @@ def score_point(model, tok, states: States, point: Point, probe) -> tuple[dict, 
     return results, time.perf_counter() - t0
 
 
-def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True) -> dict:
-    """Score every point of ``cfg``; write arena.json, arena.csv and arena.png into ``out``; return the record."""
+def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: tuple[str, float | str] | None = None,
+              write_best: bool = False, model_out: str | Path | None = None) -> dict:
+    """Score every point of ``cfg``; write arena.json, arena.csv and arena.png into ``out``; return the record.
+
+    ``write`` (a ``(method, knob)`` of the grid) or ``write_best`` also writes that
+    point as a checkpoint with a model card into ``model_out``
+    (:func:`spindoctor.arena.card.write_point`).
+    """
     from rich.progress import Progress
 
+    from spindoctor.arena.card import owned_files
     from spindoctor.arena.figures import plot_arena
     from spindoctor.models.load import load_causal_lm
     from spindoctor.probes import probe_model
 
     started, out = time.time(), Path(out)
     _check_inputs(cfg, out)
+    if (write or write_best) and model_out is None:
+        raise UserError("writing a checkpoint needs model_out")
+    if model_out is not None:
+        owned_files(Path(model_out))
     infos = _matrix_names(cfg)
     states = States(cfg.end)
     memo: dict = {}
@@ -162,10 +173,36 @@ def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True) -> dict:
     end, base = rows[0], rows[1]
     for row in rows:
         add_evidence(row, end, base)
-    return _finish(cfg, out, rows, sft_curve(cfg.sft_run, cfg.peak), started, plot_arena)
+    record = _record(cfg, rows, sft_curve(cfg.sft_run, cfg.peak), started)
+    _save(out, record, plot_arena)  # the table first: a refused write leaves the scores on disk
+    if write or write_best:
+        record["written"] = _write_chosen(cfg, record, points, states, write, model_out)
+    return record
 
 
-def _finish(cfg, out: Path, rows: list[dict], curve: list[dict], started: float, plot) -> dict:
+def _write_chosen(cfg, record: dict, points: list[Point], states: States, write, model_out) -> dict:
+    """Write the chosen point (``write`` or the best one) as a checkpoint; return its record."""
+    from spindoctor.arena.card import write_point
+
+    if write is None:
+        label = record["best"]
+        if label is None:
+            raise UserError(f"no point recovers OOD within the ID tolerance {cfg.id_tolerance:g}; "
+                            "nothing to write (see the table, or choose one with --write)")
+        i = next(i for i, r in enumerate(record["rows"]) if r["label"] == label)
+    else:
+        method, knob = write
+        found = [i for i, r in enumerate(record["rows"]) if r["method"] == method and
+                 (r["knob"] == knob or (method == "soup" and r["knob"] == int(knob)))]
+        if not found:
+            raise UserError(f"--write {method}:{knob}: no such point in this arena (add it to the grid)")
+        i = found[0]
+    row = record["rows"][i]
+    point = next(p for p in points if p.label == row["label"])
+    return write_point(states.stored(point.make()), cfg.end, model_out, row, record)
+
+
+def _record(cfg, rows: list[dict], curve: list[dict], started: float) -> dict:
     from spindoctor import __version__
 
     front = pareto_front(rows)
@@ -174,9 +211,14 @@ def _finish(cfg, out: Path, rows: list[dict], curve: list[dict], started: float,
     best = best_point(rows, cfg.id_tolerance)
     for row in rows:
         row["best"] = row is best
-    record = {"schema": SCHEMA, "spindoctor_version": __version__, "config": cfg.model_dump(),
-              "seconds": round(time.time() - started, 2), "best": None if best is None else best["label"],
-              "simple_vs_restore": simple_vs_restore(rows), "sft_curve": curve, "rows": rows}
+    return {"schema": SCHEMA, "spindoctor_version": __version__, "config": cfg.model_dump(),
+            "seconds": round(time.time() - started, 2), "best": None if best is None else best["label"],
+            "simple_vs_restore": simple_vs_restore(rows), "front": front, "sft_curve": curve, "rows": rows}
+
+
+def _save(out: Path, record: dict, plot) -> dict:
+    """Write the three outputs as one set."""
+    rows, curve, front = record["rows"], record["sft_curve"], record["front"]
     try:
         with atomic_dir(out, owned=OUTPUT_FILES) as tmp:
             (tmp / "arena.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
