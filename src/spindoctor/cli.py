@@ -64,6 +64,9 @@ def _register() -> None:
     app.command(name="sft")(sft)
     app.command(name="select")(select)
     app.command(name="rl")(rl)
+    from spindoctor.arena.cli import arena
+
+    app.command(name="arena")(arena)
 
 
 _register()
