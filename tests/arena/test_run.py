@@ -70,3 +70,14 @@ def test_mismatched_architectures(sft_run, tmp_path):
     with pytest.raises(UserError, match="mismatched architectures"):
         run_arena(_cfg(other, sft), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_peak(sft_run, tmp_path):
+    base, sft = sft_run
+    record = run_arena(_cfg(base, sft, methods=["wise-ft"], grids={"wise-ft": [0.5]}, reference="peak"),
+                       tmp_path / "a", progress=False)
+    peak = next(r for r in record["rows"] if r["label"] == "sft peak")
+    assert peak["paired"]["ood"]["recovered"]["loss"]["estimate"] == pytest.approx(1.0)
+    assert record["config"]["reference"] == "peak"
+    with pytest.raises(ValueError, match="reference peak needs"):
+        ArenaConfig(base=str(base), end=str(base), methods=["wise-ft"], reference="peak")

@@ -75,6 +75,8 @@ def arena(
     grid: Annotated[list[str] | None, typer.Option(help="METHOD=V1,V2 knob values (repeatable).")] = None,
     study: Annotated[Path | None, typer.Option(help="Study run folder (its rl/<start>/ runs for the rl method).")] = None,
     matrices: Annotated[str | None, typer.Option(help="Matrix preset of the spectral methods and restore.")] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="Model whose OOD counts as lost in the recovered shares: base or peak (default: base).")] = None,
     id_tolerance: Annotated[float | None, typer.Option(help="Largest ID accuracy cost of the best point.")] = None,
     n: Annotated[int | None, typer.Option(help="Probe hands per split.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Prompt format: compact or paper.")] = None,
@@ -99,7 +101,7 @@ def arena(
     peak_s, end_s = resolve_sources(None if sft_run is None else str(sft_run), _str(peak), _str(end))
     probe = _validated(ProbeConfig, n=n, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens)
     cfg = _validated(ArenaConfig, base=str(base), end=end_s, peak=peak_s, sft_run=_str(sft_run), study=_str(study),
-                     methods=names, grids=grids, matrices=matrices, id_tolerance=id_tolerance, device=device,
+                     methods=names, grids=grids, matrices=matrices, reference=reference, id_tolerance=id_tolerance, device=device,
                      probe=probe)
     if (chosen or write_best) and model_out is None:
         model_out = out.parent / f"{out.name}-model"

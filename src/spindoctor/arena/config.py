@@ -66,6 +66,8 @@ class ArenaConfig(BaseModel):
     grids: dict[str, list[float]] = Field(default_factory=default_grids, description="knob values per method")
     matrices: str = Field("linear", description="matrix preset of dg-threshold, keep-top-r and restore")
     restore_mode: Literal["direction", "full"] = Field("direction", description="restore: keep tuned singular values or not")
+    reference: Literal["base", "peak"] = Field(
+        "base", description="the model whose OOD the recovered shares count as lost (base, or the OOD-peak checkpoint)")
     id_tolerance: float = Field(0.02, ge=0, le=1, description="largest ID accuracy cost of the best point (a fraction)")
     device: str = Field("cpu", description="device of the probed model (auto: CUDA when present)")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="the ID/OOD probes of every point")
@@ -93,6 +95,8 @@ class ArenaConfig(BaseModel):
         needs_peak = [m for m in self.methods if m in ("ckpt-interp", "soup")]
         if needs_peak and self.peak is None:
             raise ValueError(f"{', '.join(needs_peak)} need the OOD-peak checkpoint (peak)")
+        if self.reference == "peak" and self.peak is None:
+            raise ValueError("reference peak needs the OOD-peak checkpoint (peak)")
         if "rl" in self.methods and self.study is None:
             raise ValueError("rl needs a study run folder (study)")
         return self

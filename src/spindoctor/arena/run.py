@@ -170,9 +170,9 @@ def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: t
             results, seconds = score_point(model, tok, states, point, cfg.probe)
             rows.append(probe_row(point.method, point.knob, point.label, results, seconds, point.sources))
             bar.advance(task)
-    end, base = rows[0], rows[1]
+    end, reference = rows[0], rows[2 if cfg.reference == "peak" else 1]
     for row in rows:
-        add_evidence(row, end, base)
+        add_evidence(row, end, reference)
     record = _record(cfg, rows, sft_curve(cfg.sft_run, cfg.peak), started)
     _save(out, record, plot_arena)  # the table first: a refused write leaves the scores on disk
     if write or write_best:

@@ -40,11 +40,12 @@ def _triple(stat: dict | None, sign: float = 1.0) -> tuple:
     lo, hi = stat.get("lo"), stat.get("hi")
     if sign < 0:
         lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
-    return (sign * stat["estimate"], lo, hi)
+    return (sign * stat["estimate"] + 0.0, lo, hi)  # + 0.0: no -0.0 in the table
 
 
 def add_evidence(row: dict, end: dict, base: dict) -> None:
-    """Add ``paired`` (per split: change vs the end, recovered share vs the base) and the flat columns."""
+    """Add ``paired`` (per split: change vs the end, recovered share vs ``base``, the reference row:
+    the base model or the OOD peak) and the flat columns."""
     row["paired"] = {}
     for split in ("id", "ood"):
         if split not in row["probes"] or split not in end["probes"]:
