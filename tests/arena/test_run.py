@@ -81,3 +81,23 @@ def test_reference_peak(sft_run, tmp_path):
     assert record["config"]["reference"] == "peak"
     with pytest.raises(ValueError, match="reference peak needs"):
         ArenaConfig(base=str(base), end=str(base), methods=["wise-ft"], reference="peak")
+
+
+def test_study_restore_and_rl_points(sft_run, tmp_path):
+    import shutil
+
+    base, sft = sft_run
+    peak, end = resolve_sources(str(sft), None, None)
+    study = tmp_path / "study"
+    shutil.copytree(peak, study / "rl" / "peak" / "checkpoint-5")
+    rows = [{"kind": "layers", "point": p, "layers": p, "k_top": 1.0, "mode": "direction", "ood_acc": acc, "id_acc": 0.1}
+            for p, acc in (("layers 0", 0.5), ("layers 1", 0.2))]
+    (study / "restore" / "layers").mkdir(parents=True)
+    (study / "restore" / "layers" / "sweep.json").write_text(json.dumps(
+        {"config": {"ref": peak, "tuned": end, "kind": "layers"}, "rows": [{"kind": "baseline"}, *rows]}))
+    cfg = _cfg(base, sft, methods=["restore", "rl"], grids={"restore": [0.5]}, study=str(study))
+    record = run_arena(cfg, tmp_path / "a", progress=False)
+    by = {r["label"]: r for r in record["rows"]}
+    assert list(by)[3:] == ["restore k=0.5", "restore layers 0 (ref peak)", "rl from peak"]
+    assert by["rl from peak"]["probes"]["ood"]["per_hand"] == by["sft peak"]["probes"]["ood"]["per_hand"]
+    assert by["restore layers 0 (ref peak)"]["knob"] == "layers: layers 0"

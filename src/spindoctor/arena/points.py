@@ -146,8 +146,10 @@ def build_points(cfg: ArenaConfig, states: States, names: list[str], factors: Ca
                 make = (lambda fn: lambda: matrix_state(states.get(base), states.get(end), names, fn))(fn_of())
                 points.append(Point(method, knob, label, [base, end], make))
             elif method == "restore":
-                make = (lambda k: lambda: _restore_state(states.get(end), factors(), k, cfg.restore_mode))(knob)
+                make = (lambda k: lambda: _restore_state(states.get(end), factors(base), k, None, cfg.restore_mode))(knob)
                 points.append(Point(method, knob, f"restore k={_knob_text(knob)}", [base, end], make))
+        if method == "restore" and cfg.study:
+            points += study_restore_points(cfg, states, factors)
         if method == "rl":
             for start, ckpt in rl_runs(cfg.study or ""):
                 make = (lambda c: lambda: dict(states.get(c)))(ckpt)
@@ -155,10 +157,50 @@ def build_points(cfg: ArenaConfig, states: States, names: list[str], factors: Ca
     return points
 
 
-def _restore_state(end_state: dict, factors: list, k, mode: str) -> dict:
-    """The SFT end with the top ``k`` directions of every selected matrix restored towards the base."""
+def _restore_state(end_state: dict, factors: list, k, layers: set[int] | None, mode: str) -> dict:
+    """The SFT end with the top ``k`` directions of the selected matrices (of ``layers``; None: all)
+    restored towards the factors' reference."""
     from spindoctor.restore.sweep import point_edits
 
     out = dict(end_state)
-    out.update(point_edits(factors, None, k, 0, mode))
+    out.update(point_edits(factors, layers, k, 0, mode))
     return out
+
+
+def best_sweep_rows(study: str, end: str) -> list[tuple[str, dict, dict]]:
+    """``(kind, sweep config, best row)`` of the study's layers and ranks sweeps of this SFT end:
+    the point with the highest OOD accuracy (ties: ID accuracy). Sweeps of another model are skipped."""
+    import json
+
+    out = []
+    for kind in ("layers", "ranks"):
+        path = Path(study) / "restore" / kind / "sweep.json"
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            cfg, rows = record["config"], [r for r in record["rows"] if r.get("kind") == kind]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not rows or Path(cfg.get("tuned", "")).resolve() != Path(end).resolve():
+            continue
+        out.append((kind, cfg, max(rows, key=lambda r: (r.get("ood_acc") or 0, r.get("id_acc") or 0))))
+    return out
+
+
+def study_restore_points(cfg: ArenaConfig, states: States, factors: Callable) -> list[Point]:
+    """The best layer-block and rank points of the study's restoration sweeps, rerun on the arena's hands."""
+    from spindoctor.restore.select import parse_layers
+
+    points = []
+    for kind, sweep, row in best_sweep_rows(cfg.study or "", cfg.end):
+        ref = sweep["ref"]
+        name = {str(Path(cfg.base).resolve()): "base", str(Path(cfg.peak or cfg.base).resolve()): "peak"}.get(
+            str(Path(ref).resolve()), ref)
+        layers = None
+        if kind == "layers":
+            spec = str(row.get("layers") or row["point"]).removeprefix("layers ").strip()
+            layers = set(parse_layers(spec, 10**6))
+        make = (lambda r, k, ls, m: lambda: _restore_state(states.get(cfg.end), factors(r), k, ls, m))(
+            ref, row["k_top"], layers, row.get("mode") or "direction")
+        points.append(Point("restore", f"{kind}: {row['point']}", f"restore {row['point']} (ref {name})",
+                            [ref, cfg.end], make))
+    return points

@@ -147,12 +147,13 @@ def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: t
     states = States(cfg.end)
     memo: dict = {}
 
-    def factors():
-        if "f" not in memo:
+    def factors(ref: str):
+        """Factorisations of ``ref`` and the end (once per reference)."""
+        if ref not in memo:
             from spindoctor.restore.sweep import load_factors
 
-            memo["f"] = load_factors(cfg.base, cfg.end, infos, None, "float32", cfg.device, progress=False)
-        return memo["f"]
+            memo[ref] = load_factors(ref, cfg.end, infos, None, "float32", cfg.device, progress=False)
+        return memo[ref]
 
     points = build_points(cfg, states, [i.name for i in infos], factors)
     model, tok = load_causal_lm(cfg.end, device=cfg.device)
