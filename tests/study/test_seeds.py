@@ -165,11 +165,13 @@ def test_report_command_rebuilds_the_pooled_report(tmp_path, calls, cfg, capsys)
 
 @pytest.mark.slow
 def test_a_real_two_seed_quick_study(tmp_path, capsys):
+    """About 60 s on 2 busy cores: the real stages, stdout holding only the --json summary."""
     code, out, _ = _cli(capsys, "--seeds", "0,1", "--out", str(tmp_path), "--json")
     assert code == 0
     summary = json.loads(out)
     assert set(summary["pooled"]) == {"1", "2", "3", "4", "5", "6"}
     rows = list(csv.DictReader((tmp_path / "report" / "tables" / "findings_pooled.csv").open()))
-    measured = [r for r in rows if r["estimate"] and r["k"] == "2"]
-    assert len(measured) >= 8 and all(r["lo"] and r["hi"] for r in measured if r["finding"] != "6")
+    pooled = [r for r in rows if r["estimate"] and r["k"] == "2" and r["lo"] and r["hi"]]
+    assert len(pooled) >= 8 and {r["finding"] for r in pooled} >= {"1", "2", "3", "5", "6"}
+    assert all(float(r["lo"]) <= float(r["estimate"]) <= float(r["hi"]) for r in pooled)
     assert (tmp_path / "seed-0" / "report" / "index.html").exists() and (tmp_path / "seed-1" / "report" / "index.html").exists()

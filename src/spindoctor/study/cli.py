@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -34,7 +36,7 @@ def study(
     from spindoctor.study.config import load_study_config
     from spindoctor.study.pipeline import run_study
     from spindoctor.study.runfolder import StudyNotice
-    from spindoctor.study.seeds import parse_seeds
+    from spindoctor.study.seeds import parse_seeds, pooled_report, run_seeds
 
     seed_list = None if seeds is None else parse_seeds(seeds)
     cfg = load_study_config(config, quick=quick)
@@ -43,12 +45,18 @@ def study(
         raise UserError(f"--out {run} exists and is not a folder")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    with warnings.catch_warnings():  # the study's notices (a stage rerun, files kept): one line each
+    # --json: stdout holds only the summary (a trainer's own prints go to stderr while the stages run)
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with warnings.catch_warnings(), quiet:  # the study's notices (a stage rerun, files kept): one line each
         warnings.simplefilter("always", StudyNotice)
         warnings.showwarning = _one_line(warnings.showwarning)
         if seed_list is not None:
-            return _study_seeds(cfg, run, seed_list, restart, as_json)
-        markers = run_study(cfg, run, progress=not as_json, restart=restart)
+            markers = run_seeds(cfg, run, seed_list, progress=not as_json, restart=restart, say=_say(as_json))
+            result = pooled_report(run)
+        else:
+            markers = run_study(cfg, run, progress=not as_json, restart=restart)
+    if seed_list is not None:
+        return _seeds_summary(run, markers, result, as_json)
     report = run / "report" / "index.html"
     if as_json:
         typer.echo(json.dumps({"run": str(run), "report": str(report),
@@ -57,19 +65,21 @@ def study(
     _print_summary(run, markers)
 
 
-def _study_seeds(cfg, parent: Path, seeds: list[int], restart: bool, as_json: bool) -> None:
-    """``study --seeds``: one run per seed, the pooled report, then a summary (docs/design.md, "Run folder")."""
+def _say(as_json: bool):
+    """The progress printer of ``study --seeds`` (one stderr line per seed), None with --json."""
     from rich.console import Console
 
-    from spindoctor.study.seeds import pooled_report, run_seeds
-
     console = Console(stderr=True)
-    markers = run_seeds(cfg, parent, seeds, progress=not as_json, restart=restart,
-                        say=None if as_json else lambda line: console.print(line, highlight=False, soft_wrap=True))
-    result = pooled_report(parent)
+    return None if as_json else lambda line: console.print(line, highlight=False, soft_wrap=True)
+
+
+def _seeds_summary(parent: Path, markers: dict[int, dict], result: dict, as_json: bool) -> None:
+    """``study --seeds``'s summary: per-seed stage times and pooled headlines (docs/design.md, "Run folder")."""
+    from spindoctor.study.runfolder import seed_dir
+
     if as_json:
         typer.echo(json.dumps({"run": str(parent), "report": result["index"], "seeds": {
-            str(s): {"run": str(parent / f"seed-{s}"), "stages": {k: v["seconds"] for k, v in m.items()}}
+            str(s): {"run": str(seed_dir(parent, s)), "stages": {k: v["seconds"] for k, v in m.items()}}
             for s, m in markers.items()}, "pooled": result["pooled"]}))
         return
     _print_seeds_summary(markers, result)
