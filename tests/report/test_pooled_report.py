@@ -68,3 +68,10 @@ def test_no_seeds_still_writes_a_report(tmp_path):
     result = build_pooled_report(tmp_path, {}, "organism")
     assert result["seeds"] == [] and result["pooled"] == {}
     assert "No seed has findings yet" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_markdown_cells_escape_pipes(seeds):
+    parent, dirs = seeds
+    build_pooled_report(parent, dirs, "organism")
+    summary = (parent / "report" / "summary.md").read_text()
+    assert "\\|ds/s\\|" in summary and "| |ds" not in summary

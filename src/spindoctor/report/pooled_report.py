@@ -30,6 +30,11 @@ def spread(row: dict) -> str:
     return f"{one(row['spread_min'])} to {one(row['spread_max'])}"
 
 
+def cell(text) -> str:
+    """Text for a Markdown table cell (``|``, as in ``|ds/s|``, escaped)."""
+    return str(text).replace("|", "\\|")
+
+
 def load_seeds(seed_dirs: dict[int, Path]) -> dict[int, dict]:
     """{seed: {"dir", "findings", "markers", "figure1"}} read from each seed's run folder."""
     out = {}
@@ -47,18 +52,18 @@ def pooled_markdown(name: str, pooled: list[dict], seeds: dict[int, dict]) -> st
              "| # | claim | paper | pooled headline [95% CI] | seeds | spread | per seed | verdict |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for n, row in finding_verdicts(pooled).items():
-        lines.append(f"| {n} | {row['claim']} | {row['paper']} | {row['measure']}: {fmt_stat(row)} | {row['k']} | "
+        lines.append(f"| {n} | {cell(row['claim'])} | {cell(row['paper'])} | {cell(row['measure'])}: {fmt_stat(row)} | {row['k']} | "
                      f"{spread(row)} | {row['seed_verdicts']} | **{row['verdict']}** |")
     lines += ["", "| # | measure | pooled [95% CI] | spread | per seed | predicted | verdict | note |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in pooled:
         note = " ".join(x for x in (row["note"], row["resolve"] or "") if x)
-        lines.append(f"| {row['finding']} | {row['measure']} | {fmt_stat(row)} | {spread(row)} | {row['seed_verdicts']} "
-                     f"| {row['predicted']} | {row['verdict']} | {note} |")
+        lines.append(f"| {row['finding']} | {cell(row['measure'])} | {fmt_stat(row)} | {spread(row)} | {row['seed_verdicts']} "
+                     f"| {row['predicted']} | {row['verdict']} | {cell(note)} |")
     for seed, s in seeds.items():
         lines += ["", f"## Seed {seed} (`{s['dir']}`, report: `{s['dir'] / 'report' / 'index.html'}`)", "",
                   "| # | headline [95% CI] | verdict |", "| --- | --- | --- |"]
-        lines += [f"| {n} | {r['measure']}: {fmt_stat(r)} | {r['verdict']} |"
+        lines += [f"| {n} | {cell(r['measure'])}: {fmt_stat(r)} | {r['verdict']} |"
                   for n, r in finding_verdicts(s["findings"]).items()]
         times = [f"{k} {m.get('seconds', 0):.0f}" for k, m in s["markers"].items()]
         total = sum(m.get("seconds", 0) for m in s["markers"].values())
