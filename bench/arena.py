@@ -4,10 +4,12 @@ An interpolation point = WiSE-FT at a = 0.5 of every tensor (the base and end
 states read once, as the arena does), cast to the end's stored dtypes, patched
 into the loaded model, ID/OOD probes, parameters put back
 (:func:`spindoctor.arena.run.score_point`). The goal is <= 1.1x one plain probe
-evaluation. Both are timed alternately in one run on the same loaded model;
-the minimum of several repeats is reported.
+evaluation of the same model (the interpolated weights, patched in outside the
+timing: a different model answers at a different length, so the probe of the
+SFT end is not the baseline). Both are timed alternately in one run on the same
+loaded model; the minimum of several repeats is reported.
 
-Usage: python bench/arena.py [--base DIR] [--end DIR] [--n 500] [--repeats 3]
+Usage: python bench/arena.py [--base DIR] [--end DIR] [--n 500] [--repeats 6]
 Defaults to a study's base and SFT end when --study (default /tmp/exp/s0, or
 runs/seed0) exists, else to a tiny random pair built in a temporary folder
 (said in the output). Last line: one JSON object (docs/design.md, "Engineering decisions").
@@ -27,6 +29,7 @@ from spindoctor.arena.points import Point, States
 from spindoctor.arena.run import resolve_sources, score_point
 from spindoctor.models.load import load_causal_lm
 from spindoctor.probes import ProbeConfig, probe_model
+from spindoctor.restore.sweep import patched
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +52,7 @@ def main() -> None:
     parser.add_argument("--end", type=Path)
     parser.add_argument("--study", type=Path)
     parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=6)
     args = parser.parse_args()
     if args.base and args.end:
         base, end, what = str(args.base), str(args.end), f"{args.base} vs {args.end}"
@@ -62,16 +65,26 @@ def main() -> None:
     states.get(base), states.get(end), states.stored({})
     t_read = time.perf_counter() - t0
     point = Point("wise-ft", 0.5, "wise-ft 0.5", [base, end], lambda: wise_ft(states.get(base), states.get(end), 0.5))
+    params = {n for n, _ in model.named_parameters()}
+    same = {n: v for n, v in states.stored(point.make()).items() if n in params}
     probe_model(model, tok, cfg)  # warm-up: probe sets, solver caches, allocator
     probe_times, point_times, edit_times = [], [], []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        probe_model(model, tok, cfg)
-        probe_times.append(time.perf_counter() - t0)
+
+    def plain() -> None:
+        with patched(model, same):  # the same model as the point, patched outside the timing
+            t0 = time.perf_counter()
+            probe_model(model, tok, cfg)
+            probe_times.append(time.perf_counter() - t0)
+
+    def arena_point() -> None:
         t0 = time.perf_counter()
         states.stored(point.make())
         edit_times.append(time.perf_counter() - t0)
         point_times.append(score_point(model, tok, states, point, cfg)[1])
+
+    for i in range(args.repeats):  # ABBA order: load drifting during the run hits both alike
+        for run in (plain, arena_point) if i % 2 == 0 else (arena_point, plain):
+            run()
     probe_s, point_s = min(probe_times), min(point_times)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"pair: {what}; {n_params} parameters; probes n={args.n} per split")
