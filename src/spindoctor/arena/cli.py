@@ -83,6 +83,7 @@ def arena(
     batch_size: Annotated[int | None, typer.Option(help="Probe prompts per generate call.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Tokens per probe answer.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, auto.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Factorisation cache folder (restore).")] = None,
     write: Annotated[str | None, typer.Option(help="Write METHOD:KNOB (e.g. wise-ft:0.5) as a checkpoint.")] = None,
     write_best: Annotated[bool, typer.Option("--write-best", help="Write the best point as a checkpoint.")] = False,
     model_out: Annotated[Path | None, typer.Option(
@@ -101,8 +102,8 @@ def arena(
     peak_s, end_s = resolve_sources(None if sft_run is None else str(sft_run), _str(peak), _str(end))
     probe = _validated(ProbeConfig, n=n, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens)
     cfg = _validated(ArenaConfig, base=str(base), end=end_s, peak=peak_s, sft_run=_str(sft_run), study=_str(study),
-                     methods=names, grids=grids, matrices=matrices, reference=reference, id_tolerance=id_tolerance, device=device,
-                     probe=probe)
+                     methods=names, grids=grids, matrices=matrices, reference=reference,
+                     id_tolerance=id_tolerance, device=device, cache_dir=_str(cache_dir), probe=probe)
     if (chosen or write_best) and model_out is None:
         model_out = out.parent / f"{out.name}-model"
     record = run_arena(cfg, out, progress=not as_json, write=chosen, write_best=write_best, model_out=model_out)

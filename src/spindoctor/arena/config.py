@@ -69,6 +69,7 @@ class ArenaConfig(BaseModel):
     reference: Literal["base", "peak"] = Field(
         "base", description="the model whose OOD the recovered shares count as lost (base, or the OOD-peak checkpoint)")
     id_tolerance: float = Field(0.02, ge=0, le=1, description="largest ID accuracy cost of the best point (a fraction)")
+    cache_dir: str | None = Field(None, description="factorisation cache of restore (a study passes its .cache/svd)")
     device: str = Field("cpu", description="device of the probed model (auto: CUDA when present)")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="the ID/OOD probes of every point")
 

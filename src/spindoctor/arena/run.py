@@ -152,7 +152,7 @@ def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: t
         if ref not in memo:
             from spindoctor.restore.sweep import load_factors
 
-            memo[ref] = load_factors(ref, cfg.end, infos, None, "float32", cfg.device, progress=False)
+            memo[ref] = load_factors(ref, cfg.end, infos, cfg.cache_dir, "float32", cfg.device, progress=False)
         return memo[ref]
 
     points = build_points(cfg, states, [i.name for i in infos], factors)
