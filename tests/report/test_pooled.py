@@ -22,15 +22,24 @@ def test_golden_values_by_hand():
                 2: [row(est=0.3, lo=0.1, hi=0.5, verdict="reproduced")]}
     (p,) = pool_findings(per_seed)
     se2 = 0.4 / 3.92
-    se = math.sqrt(0.05**2 + 0.05**2 + se2**2) / 3  # 0.041382
+    within = math.sqrt(0.05**2 + 0.05**2 + se2**2) / 3  # 0.041382: half-width 1.96 * 0.041382 = 0.081109
+    between = 0.1 / math.sqrt(3)  # sd of 0.1, 0.2, 0.3 is 0.1: half-width t(0.975, 2) * 0.057735 = 0.248414
+    assert within == pytest.approx(0.041382, abs=1e-6)
     assert p["estimate"] == pytest.approx(0.2)
-    assert p["se"] == pytest.approx(se) and p["se"] == pytest.approx(0.041382, abs=1e-6)
-    assert p["lo"] == pytest.approx(0.2 - 1.96 * se) and p["lo"] == pytest.approx(0.118891, abs=1e-6)
-    assert p["hi"] == pytest.approx(0.2 + 1.96 * se) and p["hi"] == pytest.approx(0.281109, abs=1e-6)
-    assert p["verdict"] == "reproduced" and p["k"] == 3 and p["seeds"] == "0,1,2"
+    assert p["se"] == pytest.approx(between)  # the seeds disagree more than their hands are noisy
+    assert p["lo"] == pytest.approx(0.2 - 4.302653 * between, abs=1e-6) and p["lo"] == pytest.approx(-0.048414, abs=1e-6)
+    assert p["hi"] == pytest.approx(0.448414, abs=1e-6)
+    assert p["verdict"] == "inconclusive" and p["k"] == 3 and p["seeds"] == "0,1,2"
     assert (p["spread_min"], p["spread_max"]) == (0.1, 0.3)
     assert p["seed_verdicts"] == "2/3 reproduced, 1/3 inconclusive"
     assert p["note"] == "pooled over 3 of 3 seeds"
+
+
+def test_agreeing_seeds_pool_to_the_within_seed_interval():
+    per_seed = {s: [row(est=0.2 + 0.001 * s, se=0.05)] for s in range(3)}
+    (p,) = pool_findings(per_seed)
+    assert p["se"] == pytest.approx(math.sqrt(3 * 0.05**2) / 3)
+    assert p["lo"] == pytest.approx(0.201 - 1.96 * p["se"]) and p["verdict"] == "reproduced"
 
 
 def test_seed_se_prefers_se_then_interval():

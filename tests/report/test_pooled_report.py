@@ -37,10 +37,10 @@ def test_the_pooled_report_pools_each_seeds_findings(seeds):
     result = build_pooled_report(parent, dirs, "organism")
     head = result["pooled"][1]
     assert head["measure"].startswith("OOD accuracy, SFT end - OOD peak")
-    se = (3 * 0.015**2) ** 0.5 / 3
+    between = 0.02 / 3**0.5  # the seeds' drops (-2, -4, -6 pp) differ more than each seed's hands are noisy
     assert head["estimate"] == pytest.approx(-0.04) and head["k"] == 3
-    assert (head["lo"], head["hi"]) == (pytest.approx(-0.04 - 1.96 * se), pytest.approx(-0.04 + 1.96 * se))
-    assert head["verdict"] == "reproduced"  # -4.0 pp [-5.7, -2.3]: below 0, as predicted
+    assert (head["lo"], head["hi"]) == (pytest.approx(-0.04 - 4.302653 * between), pytest.approx(-0.04 + 4.302653 * between))
+    assert head["verdict"] == "inconclusive"  # -4.0 pp [-9.0, +1.0]: three seeds of this spread do not decide it
     assert head["seed_verdicts"] == "2/3 reproduced, 1/3 inconclusive"  # seed 0: -2 pp [-5, +1]
     rows = list(csv.DictReader((parent / "report" / "tables" / "findings_pooled.csv").open()))
     assert {r["finding"] for r in rows} == {"1", "2", "3", "4", "5", "6"}
@@ -51,7 +51,7 @@ def test_the_pooled_report_pools_each_seeds_findings(seeds):
         assert per[0]["se"] == "0.015" and per[0]["measure"] == first["measure"]
     summary = (parent / "report" / "summary.md").read_text()
     assert summary.index("## Findings pooled over seeds") < summary.index("## Seed 0") < summary.index("## Seed 2")
-    assert "-4.0 pp [-5.7, -2.3]" in summary and "-6.0 pp to -2.0 pp" in summary
+    assert "-4.0 pp [-9.0, +1.0]" in summary and "-6.0 pp to -2.0 pp" in summary
     html = (parent / "report" / "index.html").read_text()
     assert 'href="../seed-2/report/index.html"' in html and "2/3 reproduced, 1/3 inconclusive" in html
 

@@ -4,11 +4,15 @@ The rule, for each measure (the same ``finding`` and ``measure`` text across
 seeds), over the ``k`` seeds that measured it (an estimate that is not None):
 
 - pooled estimate: the mean of the seed estimates;
-- pooled interval: that mean +- 1.96 * sqrt(sum_i se_i^2) / k, where se_i is
-  the seed's standard error: its ``se`` when the row has one, else
-  (hi - lo) / (2 * 1.96) from its 95% interval (the seeds are independent runs,
-  so the variance of the mean is the sum of the variances over k^2); no
-  interval when a seed has neither;
+- pooled interval: that mean +- the larger of two half-widths: the within-seed
+  one, 1.96 * sqrt(sum_i se_i^2) / k, where se_i is the seed's standard error
+  (its ``se`` when the row has one, else (hi - lo) / (2 * 1.96) from its 95%
+  interval; the seeds are independent runs, so the variance of the mean of
+  their hand noise is the sum of the variances over k^2), and the between-seed
+  one, t(0.975, k - 1) * sd(estimates) / sqrt(k), Student's t over the seed
+  estimates, which carries how much training runs differ (with 3 seeds
+  t = 4.30: three seeds decide only effects much larger than their spread);
+  no interval when a seed has neither;
 - a measure only one seed has keeps that seed's own interval (nothing to pool);
 - verdict: :func:`spindoctor.stats.verdict` on the pooled interval with the
   row's predicted sign; an inconclusive one says how many seeds of the same
@@ -25,11 +29,11 @@ import math
 from spindoctor.stats import hands_to_resolve, verdict
 
 Z = 1.96
-RULE = ("Pooled over seeds: estimate = mean of the seed estimates; 95% interval = mean +- 1.96 * "
-        "sqrt(sum of the seed SE^2) / k (a seed's SE is its paired SE, or (hi - lo) / 3.92 from its interval); "
-        "a measure one seed has keeps that seed's interval; verdict by the same rule as each seed "
-        "(the interval against 0, in the paper's direction). The interval carries each seed's probe-hand "
-        "noise; the spread and the per-seed verdicts show how much training seeds differ.")
+RULE = ("Pooled over seeds: estimate = mean of the seed estimates; 95% interval = mean +- the larger of "
+        "1.96 * sqrt(sum of the seed SE^2) / k (each seed's probe-hand noise; a seed's SE is its paired SE, or "
+        "(hi - lo) / 3.92 from its interval) and t(0.975, k-1) * sd(seed estimates) / sqrt(k) (how much "
+        "training seeds differ); a measure one seed has keeps that seed's interval; verdict by the same rule "
+        "as each seed (the interval against 0, in the paper's direction).")
 KEYS = ("finding", "claim", "paper", "measure", "unit", "predicted")
 
 
@@ -55,6 +59,23 @@ def _seed_verdicts(rows: dict[int, dict], total: int) -> str:
     return ", ".join(f"{counts[v]}/{total} {v}" for v in order if v in counts)
 
 
+def pooled_se(estimates: list[float], ses: list[float]) -> tuple[float, float]:
+    """(standard error, 95% half-width) of the mean of k >= 2 seed estimates.
+
+    The larger of the within-seed term ``sqrt(sum se_i^2) / k`` (normal, z = 1.96)
+    and the between-seed term ``sd(estimates) / sqrt(k)`` (Student's t with k - 1
+    degrees of freedom); the SE returned is the one whose half-width wins.
+    """
+    from scipy.stats import t as student_t
+
+    k = len(estimates)
+    within = math.sqrt(sum(x * x for x in ses)) / k
+    mean = sum(estimates) / k
+    between = math.sqrt(sum((e - mean) ** 2 for e in estimates) / (k - 1) / k)
+    t = float(student_t.ppf(0.975, k - 1))
+    return (within, Z * within) if Z * within >= t * between else (between, t * between)
+
+
 def _pool_one(rows: dict[int, dict], total: int) -> dict:
     """The pooled row of one measure from {seed: row} (every seed's row, measured or not)."""
     first = next(iter(rows.values()))
@@ -75,8 +96,8 @@ def _pool_one(rows: dict[int, dict], total: int) -> dict:
         only = next(iter(measured.values()))
         out.update(lo=only.get("lo"), hi=only.get("hi"), se=ses[0])
     elif all(se is not None for se in ses):
-        se = math.sqrt(sum(x * x for x in ses)) / k
-        out.update(se=se, lo=mean - Z * se, hi=mean + Z * se)
+        se, half = pooled_se(estimates, ses)
+        out.update(se=se, lo=mean - half, hi=mean + half)
     direction = 1 if str(first.get("predicted", "> 0")).strip().startswith(">") else -1
     out["verdict"] = verdict(out["lo"], out["hi"], direction)
     out["note"] = f"pooled over {k} of {total} seeds" + ("" if k == total else f" ({total - k} did not measure it)")
