@@ -58,6 +58,7 @@ def model_card(row: dict, record: dict, name: str) -> str:
              "tags": ["spindoctor", "recovery-arena", row["method"]],
              "model-index": [{"name": name, "results": metrics}]}
     recipe = {"method": row["method"], "knob": row["knob"], "sources": row["sources"],
+              "matrices": cfg["matrices"], "restore_mode": cfg["restore_mode"],
               "spindoctor_version": __version__, "probe": cfg["probe"]}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
              f"# {name}", "",
@@ -69,6 +70,12 @@ def model_card(row: dict, record: dict, name: str) -> str:
             lines.append(f"| {split.upper()} | {row[f'{split}_acc']:.4f} | {row[f'{split}_acc_se']:.4f} | "
                          f"{'' if loss is None else f'{loss:.4f}'} |")
     lines += ["", "## Recipe", "", "```json", json.dumps(recipe, indent=2), "```", ""]
+    if isinstance(row["knob"], int | float):
+        peak = f" --peak {cfg['peak']}" if cfg.get("peak") else ""
+        lines += ["Reproduce (same probe settings):", "", "```bash",
+                  f"spindoctor arena {cfg['base']} --end {cfg['end']}{peak} --out ARENA_DIR "
+                  f"--methods {row['method']} --matrices {cfg['matrices']} --n {cfg['probe']['n']} "
+                  f"--write {row['method']}:{row['knob']:g} --model-out MODEL_DIR", "```", ""]
     return "\n".join(lines)
 
 

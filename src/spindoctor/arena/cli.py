@@ -126,12 +126,12 @@ def _fmt(v, spec: str = "+.3f") -> str:
 
 
 def _print_table(record: dict, out: Path, model_out: Path | None) -> None:
-    typer.echo(f"{'point':<22} {'ID acc':>7} {'OOD acc':>7} {'ID cost':>7} {'OOD rec.':>8} {'[95% CI]':>17} {'s':>6}")
+    typer.echo(f"{'point':<30} {'ID acc':>7} {'OOD acc':>7} {'ID cost':>7} {'OOD rec.':>8} {'[95% CI]':>17} {'s':>6}")
     for r in record["rows"]:
         ci = "" if r.get("ood_acc_recovered_lo") is None else \
             f"[{r['ood_acc_recovered_lo']:+.2f}, {r['ood_acc_recovered_hi']:+.2f}]"
         mark = "*" if r.get("best") else ("p" if r.get("pareto") else "")
-        typer.echo(f"{r['label']:<22} {_fmt(r.get('id_acc'), '.3f'):>7} {_fmt(r.get('ood_acc'), '.3f'):>7} "
+        typer.echo(f"{r['label']:<30} {_fmt(r.get('id_acc'), '.3f'):>7} {_fmt(r.get('ood_acc'), '.3f'):>7} "
                    f"{_fmt(r.get('id_cost_est')):>7} {_fmt(r.get('ood_acc_recovered_est'), '+.2f'):>8} {ci:>17} "
                    f"{r['seconds']:>6.1f} {mark}")
     typer.echo(f"best (* ; p = Pareto front): {record['best']}")
