@@ -40,7 +40,8 @@ def _triple(stat: dict | None, sign: float = 1.0) -> tuple:
     lo, hi = stat.get("lo"), stat.get("hi")
     if sign < 0:
         lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
-    return (sign * stat["estimate"] + 0.0, lo, hi)  # + 0.0: no -0.0 in the table
+    lo, hi = (None if lo is None else lo + 0.0), (None if hi is None else hi + 0.0)  # + 0.0: no -0.0 in the table
+    return (sign * stat["estimate"] + 0.0, lo, hi)
 
 
 def add_evidence(row: dict, end: dict, base: dict) -> None:
