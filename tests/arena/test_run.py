@@ -101,3 +101,17 @@ def test_study_restore_and_rl_points(sft_run, tmp_path):
     assert list(by)[3:] == ["restore k=0.5", "restore layers 0 (ref peak)", "rl from peak"]
     assert by["rl from peak"]["probes"]["ood"]["per_hand"] == by["sft peak"]["probes"]["ood"]["per_hand"]
     assert by["restore layers 0 (ref peak)"]["knob"] == "layers: layers 0"
+
+
+def test_rl_rows_carry_training_seconds(sft_run, tmp_path):
+    import shutil
+
+    base, sft = sft_run
+    peak, _ = resolve_sources(str(sft), None, None)
+    run = tmp_path / "study" / "rl" / "peak"
+    shutil.copytree(peak, run / "checkpoint-5")
+    (run / "train.jsonl").write_text('{"step": 1, "seconds": 1.5}\n{"step": 2, "seconds": 2.0}\n')
+    record = run_arena(_cfg(base, sft, methods=["rl"], study=str(tmp_path / "study")), tmp_path / "a", progress=False)
+    row = record["rows"][-1]
+    assert row["label"] == "rl from peak" and row["train_seconds"] == 3.5 and row["edit_seconds"] >= 0
+    assert "train_seconds" in (tmp_path / "a" / "arena.csv").read_text().splitlines()[0]

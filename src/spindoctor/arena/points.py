@@ -38,6 +38,7 @@ class Point:
     label: str
     sources: list[str]
     make: Callable[[], dict[str, torch.Tensor]] = field(repr=False)
+    extra: dict = field(default_factory=dict)  # more row fields (rl: train_seconds)
 
 
 class States:
@@ -99,6 +100,16 @@ def soup_members(sft_run: str | None, peak: str, w: int) -> list[str]:
     return found[max(0, i - w): i + w + 1]
 
 
+def train_seconds(run: Path) -> float | None:
+    """Sum of the trainer's per-step seconds in ``run``'s train.jsonl (None when absent)."""
+    from spindoctor.io import read_jsonl
+    from spindoctor.models.checkpoints import TRAIN_LOG_FILE
+
+    if not (run / TRAIN_LOG_FILE).is_file():
+        return None
+    return round(sum(float(r.get("seconds") or 0) for r in read_jsonl(run / TRAIN_LOG_FILE)), 2)
+
+
 def rl_runs(study: str) -> list[tuple[str, str]]:
     """``(start, last checkpoint)`` of every RL run of a study, in name order."""
     from spindoctor.models.checkpoints import last_checkpoint
@@ -153,7 +164,8 @@ def build_points(cfg: ArenaConfig, states: States, names: list[str], factors: Ca
         if method == "rl":
             for start, ckpt in rl_runs(cfg.study or ""):
                 make = (lambda c: lambda: dict(states.get(c)))(ckpt)
-                points.append(Point("rl", start, f"rl from {start}", [ckpt], make))
+                points.append(Point("rl", start, f"rl from {start}", [ckpt], make,
+                                    {"train_seconds": train_seconds(Path(ckpt).parent)}))
     return points
 
 

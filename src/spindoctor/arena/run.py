@@ -109,17 +109,19 @@ def _matrix_names(cfg: ArenaConfig):
     return plan_matrices(Checkpoint(cfg.base), Checkpoint(cfg.end), plan)
 
 
-def score_point(model, tok, states: States, point: Point, probe) -> tuple[dict, float]:
-    """Probe ``point`` patched into ``model``; return ``({split: ProbeResult}, seconds for edit + probe)``."""
+def score_point(model, tok, states: States, point: Point, probe) -> tuple[dict, float, float]:
+    """Probe ``point`` patched into ``model``; return ``({split: ProbeResult}, seconds for edit + probe,
+    seconds for the edit alone)``."""
     from spindoctor.probes import probe_model
     from spindoctor.restore.sweep import patched
 
     t0 = time.perf_counter()
     params = {n for n, _ in model.named_parameters()}
     edits = {n: t for n, t in states.stored(point.make()).items() if n in params}
+    edit_s = time.perf_counter() - t0
     with patched(model, edits):
         results = probe_model(model, tok, probe)
-    return results, time.perf_counter() - t0
+    return results, time.perf_counter() - t0, edit_s
 
 
 def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: tuple[str, float | str] | None = None,
@@ -168,8 +170,9 @@ def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: t
             baselines.append(Point("baseline", None, "sft peak", [cfg.peak], lambda: states.get(cfg.peak)))
         for point in baselines + points:
             bar.update(task, description=point.label)
-            results, seconds = score_point(model, tok, states, point, cfg.probe)
-            rows.append(probe_row(point.method, point.knob, point.label, results, seconds, point.sources))
+            results, seconds, edit_s = score_point(model, tok, states, point, cfg.probe)
+            rows.append(probe_row(point.method, point.knob, point.label, results, seconds, point.sources,
+                                  edit_seconds=round(edit_s, 3), **point.extra))
             bar.advance(task)
     end, reference = rows[0], rows[2 if cfg.reference == "peak" else 1]
     for row in rows:

@@ -18,14 +18,15 @@ TRIPLE = ("est", "lo", "hi")
 CSV_FIELDS = ["method", "knob", "label", "id_acc", "id_acc_se", "ood_acc", "ood_acc_se", "id_loss", "ood_loss"]
 CSV_FIELDS += [f"{name}_{part}" for name in ("id_acc_vs_end", "ood_acc_vs_end", "id_loss_vs_end", "ood_loss_vs_end",
                                               "ood_acc_recovered", "ood_loss_recovered", "id_cost") for part in TRIPLE]
-CSV_FIELDS += ["seconds", "pareto", "best"]
+CSV_FIELDS += ["seconds", "edit_seconds", "train_seconds", "pareto", "best"]
 SIMPLE = ("wise-ft", "ckpt-interp")
 
 
-def probe_row(method: str, knob, label: str, results: dict, seconds: float, sources: list[str]) -> dict:
-    """One row from ``{split: ProbeResult}``: accuracy, SE, loss and the per-hand record of each split."""
+def probe_row(method: str, knob, label: str, results: dict, seconds: float, sources: list[str], **extra) -> dict:
+    """One row from ``{split: ProbeResult}``: accuracy, SE, loss and the per-hand record of each split
+    (``extra``: more fields, such as ``edit_seconds`` or an RL run's ``train_seconds``)."""
     row = {"method": method, "knob": knob, "label": label, "sources": sources, "seconds": round(seconds, 3),
-           "probes": {}}
+           **extra, "probes": {}}
     for split, r in results.items():
         d = r.to_dict()
         d.pop("samples", None)
