@@ -115,3 +115,14 @@ def test_rl_rows_carry_training_seconds(sft_run, tmp_path):
     row = record["rows"][-1]
     assert row["label"] == "rl from peak" and row["train_seconds"] == 3.5 and row["edit_seconds"] >= 0
     assert "train_seconds" in (tmp_path / "a" / "arena.csv").read_text().splitlines()[0]
+
+
+def test_soup_members_window(sft_run):
+    from spindoctor.arena.points import soup_members
+
+    _, sft = sft_run
+    names = lambda ms: [m.rsplit("-", 1)[-1] for m in ms]  # noqa: E731
+    assert names(soup_members(str(sft), str(sft / "checkpoint-2"), 0)) == ["2"]
+    assert names(soup_members(str(sft), str(sft / "checkpoint-2"), 1)) == ["1", "2", "3"]
+    assert names(soup_members(str(sft), str(sft / "checkpoint-1"), 5)) == ["1", "2", "3"]
+    assert soup_members(str(sft), "/elsewhere/checkpoint-9", 2) == ["/elsewhere/checkpoint-9"]
