@@ -55,3 +55,10 @@ def test_cli_refuses_a_foreign_out_and_mismatched_models(sft_run, tmp_path, caps
     assert "mismatched architectures" in err and len(err.splitlines()) == 1
     assert main(["arena", str(base), "--out", str(tmp_path / "c")]) == 2
     assert "--peak and --end" in capsys.readouterr().err
+
+
+def test_write_rl_adds_the_method():
+    from spindoctor.arena.cli import _with_write
+
+    assert _with_write(["wise-ft"], None, ("rl", "peak")) == (["wise-ft", "rl"], None)
+    assert _with_write(["wise-ft"], None, ("soup", 1.0)) == (["wise-ft", "soup"], {"soup": [1.0]})

@@ -126,3 +126,11 @@ def test_soup_members_window(sft_run):
     assert names(soup_members(str(sft), str(sft / "checkpoint-2"), 1)) == ["1", "2", "3"]
     assert names(soup_members(str(sft), str(sft / "checkpoint-1"), 5)) == ["1", "2", "3"]
     assert soup_members(str(sft), "/elsewhere/checkpoint-9", 2) == ["/elsewhere/checkpoint-9"]
+
+
+def test_selection_whose_peak_is_the_end(tmp_path):
+    ckpt = tmp_path / "checkpoint-7"
+    ckpt.mkdir()
+    (tmp_path / "selection.json").write_text(json.dumps({"peak": {"step": 7, "path": str(ckpt)},
+                                                         "end": {"step": 7, "path": str(ckpt)}}))
+    assert resolve_sources(str(tmp_path), None, None) == (str(ckpt), str(ckpt))

@@ -49,10 +49,12 @@ def parse_grids(specs: list[str] | None) -> dict[str, list[float]] | None:
 
 def _with_write(methods: list[str] | None, grids: dict | None, write) -> tuple[list[str] | None, dict | None]:
     """Add the ``--write`` point when the arena lacks it: a method not listed runs that knob only."""
-    if write is None or write[0] == "rl":
+    if write is None:
         return methods, grids
     method, knob = write
     methods = list(methods or [m for m in METHODS if m != "rl"])
+    if method == "rl":
+        return [*methods, "rl"] if "rl" not in methods else methods, grids
     grids = dict(grids or {})
     if method not in methods:
         methods.append(method)

@@ -56,13 +56,22 @@ def resolve_sources(sft_run: str | None, peak: str | None, end: str | None) -> t
     if (peak is None or end is None) and sft_run is None:
         raise UserError("give an SFT run folder (with its selection.json) or both --peak and --end")
     if peak is None or end is None:
-        chosen = dict(read_selection(Path(sft_run) / SELECTION_FILE))
+        path = Path(sft_run) / SELECTION_FILE
+        chosen = dict(read_selection(path))
+        if "end" not in chosen and "peak" in chosen and _same_step(path, "peak", "end"):
+            chosen["end"] = chosen["peak"]  # read_selection names a checkpoint once: the peak is the end
         peak = peak if peak is not None else (str(chosen["peak"]) if "peak" in chosen else None)
         if end is None:
             if "end" not in chosen:
-                raise UserError(f"{Path(sft_run) / SELECTION_FILE} names no end checkpoint; pass --end")
+                raise UserError(f"{path} names no end checkpoint; pass --end")
             end = str(chosen["end"])
     return peak, end
+
+
+def _same_step(selection: Path, a: str, b: str) -> bool:
+    data = json.loads(selection.read_text(encoding="utf-8"))
+    steps = [data.get(k, {}).get("step") if isinstance(data.get(k), dict) else None for k in (a, b)]
+    return steps[0] is not None and steps[0] == steps[1]
 
 
 def sft_curve(sft_run: str | None, peak: str | None) -> list[dict]:
