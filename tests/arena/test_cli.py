@@ -62,3 +62,15 @@ def test_write_rl_adds_the_method():
 
     assert _with_write(["wise-ft"], None, ("rl", "peak")) == (["wise-ft", "rl"], None)
     assert _with_write(["wise-ft"], None, ("soup", 1.0)) == (["wise-ft", "soup"], {"soup": [1.0]})
+
+
+@pytest.mark.parametrize("case", ["corrupt-shard", "missing-shard", "config-not-json", "no-tokenizer"])
+def test_cli_malformed_base_is_one_line(sft_run, tmp_path, capsys, case):
+    from tests.models.malformed import make_malformed
+
+    base, sft = sft_run
+    bad = make_malformed(base, case, tmp_path / "bad")
+    assert main(_argv(bad, sft, tmp_path / "a")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists()
