@@ -122,9 +122,10 @@ CHANGES = {
     "nothing": ({}, []),
     "threads-only": ({"threads": 1}, []),
     "drift-k": ({"drift__k": [0.5]}, ["drift", "report"]),
-    "sweeps-reference": ({"sweeps__reference": "base"}, ["sweeps", "report"]),
-    "select-z": ({"select__overrides": {"z": 2.5}}, ["select", "rl", "drift", "sweeps", "report"]),
-    "sft-steps": ({"sft__overrides__steps": 10}, ["sft", "select", "rl", "drift", "sweeps", "report"]),
+    "sweeps-reference": ({"sweeps__reference": "base"}, ["sweeps", "arena", "report"]),
+    "arena-tolerance": ({"arena": {"id_tolerance": 0.05}}, ["arena", "report"]),
+    "select-z": ({"select__overrides": {"z": 2.5}}, ["select", "rl", "drift", "sweeps", "arena", "report"]),
+    "sft-steps": ({"sft__overrides__steps": 10}, ["sft", "select", "rl", "drift", "sweeps", "arena", "report"]),
     "seed": ({"seed": 1}, NAMES),
 }
 
@@ -153,7 +154,7 @@ def test_an_interrupted_stage_resumes_or_starts_over(tmp_path, calls, cfg, monke
     monkeypatch.setattr(pipeline, "STAGES", list(stages.items()))
     calls.clear()
     _run(cfg, tmp_path)
-    assert calls == ["rl", "drift", "sweeps", "toy", "report"]
+    assert calls == ["rl", "drift", "sweeps", "arena", "toy", "report"]
     assert (tmp_path / "rl" / "checkpoint-1").exists()  # same settings: RL resumes in its folder
     (tmp_path / "rl" / "checkpoint-1").write_text("x")
     marker(tmp_path, "rl").unlink()

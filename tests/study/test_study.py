@@ -99,6 +99,12 @@ def test_report_gives_every_finding_a_verdict_from_the_stages_evidence(quick_run
     assert len(measured) >= 8  # the selection, RL, null and impose rows all carry numbers
     summary = (run / "report" / "summary.md").read_text()
     assert summary.index("## Findings") < summary.index("## Figure 1")
+    # the arena stage scored its points on the study's probes; the report shows them and triages on them
+    arena = json.loads((run / "arena" / "arena.json").read_text())
+    assert {r["method"] for r in arena["rows"]} >= {"wise-ft", "ckpt-interp", "rl"}
+    html = (run / "report" / "index.html").read_text()
+    assert 'id="arena"' in html and "cheapest fix" in summary
+    assert (run / "report" / "tables" / "arena.csv").read_text().startswith("method,")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -123,6 +123,7 @@ def build_report(run: str | Path) -> dict:
                                                 "SFT on the ID rule: ID and OOD probes")),
         "recover": data_uri(plot_recoverability(rec, figdir / "rl_recoverability.png")),
         "toy": data_uri(run / "toy" / "toy.png"),
+        "arena": data_uri(run / "arena" / "arena.png"),
         "rl_curves": [(start, data_uri(plot_training_curves(pts, None, figdir / f"rl_{start}.png",
                                                             f"RL from the SFT {start} checkpoint")))
                       for start, pts in data["rl"].items() if pts],
@@ -146,11 +147,12 @@ def build_report(run: str | Path) -> dict:
         sweeps=sweeps, sweep_reference=data["config"].get("sweeps", {}).get("reference", "peak"),
         recover=rec, toy=data["toy"], glossary=GLOSSARY, limits=LIMITS,
         stage_times=list(data["markers"].items()), pct=pct, num=num, findings=findings, fmt_stat=fmt_stat,
-        interval=interval,
+        interval=interval, arena=data.get("arena"),
     )
     atomic_write_text(out / "index.html", html)
     tables = {"figure1.csv": data["figure1"], "sft_curve.csv": data["sft"], "rl_recoverability.csv": rec,
               "drift_summary.csv": drift_rows, "findings.csv": findings,
+              "arena.csv": [flat(r) for r in (data.get("arena") or {}).get("rows", [])],
               "stage_times.csv": [{"stage": k, "seconds": m["seconds"]} for k, m in data["markers"].items()]}
     for kind, s in data["sweeps"].items():
         tables[f"sweep_{kind}.csv"] = [flat(r) for r in s.get("rows", [])]

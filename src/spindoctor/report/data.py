@@ -87,6 +87,7 @@ def load_run(run: str | Path) -> dict:
         "toy": _json(run / "toy" / "toy.json"),
         "rl_done": {k: v for k, v in rl_done.items() if v},
         "null": _json(run / "drift" / NULL_FILE),
+        "arena": _json(run / "arena" / "arena.json"),
         "figure1": figure1_rows(run, selection, sft, rl),
         "published": PUBLISHED,
     }

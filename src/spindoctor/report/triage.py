@@ -81,7 +81,7 @@ def triage(data: dict) -> list[dict]:
     peak, end = _row(fig1, "SFT, OOD peak"), _row(fig1, "SFT, end")
     out = [_ood_decline_row(peak, end, data.get("selection") or {})] if peak and end else []
     out += _restoration_rows(data.get("sweeps", {}))
-    for row in (_rl_row(data), _budget_row(data.get("sft") or [], peak), _reliability_row(data.get("selection"))):
+    for row in (_arena_row(data.get("arena")), _rl_row(data), _budget_row(data.get("sft") or [], peak), _reliability_row(data.get("selection"))):
         if row:
             out.append(row)
     return out
@@ -129,6 +129,37 @@ def _restoration_rows(sweeps: dict) -> list[dict]:
         "action": ("Try that restoration before RL; check the ID cost in the sweep table." if helps else
                    "Directional restoration did not win back OOD accuracy here; do not rely on it."),
     }]
+
+
+def _arena_row(arena: dict | None) -> dict | None:
+    """"cheapest fix": the arena's best point (most OOD within the ID tolerance), its paired numbers, and
+    whether a simple interpolation does as well as directional restoration."""
+    if not arena or not arena.get("rows"):
+        return None
+    tol = (arena.get("config") or {}).get("id_tolerance", 0.02)
+    best = next((r for r in arena["rows"] if r.get("best")), None)
+    if best is None:
+        return {"symptom": "cheapest fix", "applies": False,
+                "evidence": f"No arena point stays within an ID cost of {_pct(tol)} of the SFT end.",
+                "action": "Every cheap fix here trades ID for OOD; see the arena chart for the trade-off."}
+    rec = best.get("ood_acc_recovered_est")
+    lo = best.get("ood_acc_recovered_lo")
+    gain_lo = best.get("ood_acc_vs_end_lo")
+    helps = gain_lo is not None and gain_lo > 0
+    rec_text = "" if rec is None else (f", {100 * rec:.0f}% of the lost OOD accuracy"
+                                       + ("" if lo is None else f" [95% CI {100 * lo:.0f}% to {100 * best['ood_acc_recovered_hi']:.0f}%]"))
+    simple = (arena.get("simple_vs_restore") or {}).get("sentence")
+    return {
+        "symptom": "cheapest fix",
+        "applies": helps,
+        "evidence": (f"Within an ID cost of {_pct(tol)}, the arena's best point is {best['label']}: OOD "
+                     f"{_pct(best.get('ood_acc'))}, ID {_pct(best.get('id_acc'))}, ID cost "
+                     f"{100 * (best.get('id_cost_est') or 0):+.1f} pp{rec_text}; made in {best.get('seconds', 0):.1f} s."
+                     + (f" {simple[0].upper() + simple[1:]}." if simple else "")),
+        "action": (f"Apply {best['label']} (`spindoctor arena ... --write-best`)." if helps else
+                   "No point within the ID tolerance raises OOD significantly; accept an ID cost (see the chart) "
+                   "or go back to the OOD-peak checkpoint."),
+    }
 
 
 def _share(row: dict, what: str) -> dict | None:

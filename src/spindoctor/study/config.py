@@ -79,6 +79,8 @@ class StudyConfig(_Strict):
     rl: RLStage = Field(default_factory=RLStage)
     drift: dict[str, Any] = Field(default_factory=dict, description="DriftConfig overrides (matrices, k, dtype, ...)")
     sweeps: SweepStage = Field(default_factory=SweepStage)
+    arena: dict[str, Any] = Field(default_factory=dict, description="ArenaConfig overrides (methods, grids, reference, "
+                                  "id_tolerance, ...); the study sets the sources, the cache and the probes")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: the CPUs not busy at each stage's start, at most 2)")
 
 
@@ -155,6 +157,7 @@ def validate_stages(cfg: StudyConfig) -> None:
         "sft.overrides": lambda: sft_config(cfg, "base", "out"),
         "rl.overrides": lambda: rl_config(cfg),
         "select.overrides": lambda: select_settings(cfg),
+        "arena": lambda: arena_config(cfg, "base", "sft", "peak", "end", "run", None),
     }
     for where, build in checks.items():
         try:
@@ -232,6 +235,21 @@ def sweep_config(cfg: StudyConfig, kind: str, ref: str | Path, tuned: str | Path
     probe = ProbeConfig(**deep_merge(cfg.probe, cfg.sweeps.probe))
     return SweepConfig(kind=kind, ref=str(ref), tuned=str(tuned), probe=probe,
                        cache_dir=None if cache_dir is None else str(cache_dir), **overrides)
+
+
+def arena_config(cfg: StudyConfig, base: str | Path, sft_run: str | Path, peak: str | Path, end: str | Path,
+                 study: str | Path, cache_dir: str | Path | None):
+    """The ArenaConfig of this study's arena stage: sources, cache and probes from the study, the rest
+    from the ``arena:`` overrides (the arena's probes are the study's, so its points pair with every
+    other probe of the run)."""
+    from spindoctor.arena.config import ArenaConfig
+    from spindoctor.probes import ProbeConfig
+
+    overrides = dict(cfg.arena)
+    _refuse_study_owned("arena", overrides, ("base", "end", "peak", "sft_run", "study", "cache_dir", "probe"))
+    return ArenaConfig(base=str(base), sft_run=str(sft_run), peak=str(peak), end=str(end), study=str(study),
+                       cache_dir=None if cache_dir is None else str(cache_dir), probe=ProbeConfig(**cfg.probe),
+                       **overrides)
 
 
 def _refuse_study_owned(section: str, overrides: dict, owned: tuple[str, ...]) -> None:

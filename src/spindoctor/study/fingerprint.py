@@ -19,6 +19,7 @@ from typing import Any
 
 from spindoctor.study.config import (
     StudyConfig,
+    arena_config,
     drift_config,
     rl_config,
     select_settings,
@@ -36,8 +37,9 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "rl": ("sft", "select"),
     "drift": ("base", "sft", "select", "rl"),
     "sweeps": ("base", "sft", "select", "rl"),
+    "arena": ("base", "sft", "select", "rl", "sweeps"),
     "toy": (),
-    "report": ("base", "sft", "select", "rl", "drift", "sweeps", "toy"),
+    "report": ("base", "sft", "select", "rl", "drift", "sweeps", "arena", "toy"),
 }
 
 
@@ -71,6 +73,7 @@ def stage_settings(cfg: StudyConfig) -> dict[str, Any]:
                "config": _dump(rl_config(cfg))},
         "drift": _dump(drift_config(cfg, None)),
         "sweeps": {"reference": cfg.sweeps.reference, "impose_start": cfg.sweeps.impose_start, "configs": sweeps},
+        "arena": _dump(arena_config(cfg, "<base>", "<sft>", "<peak>", "<end>", "<run>", None)),
         "toy": {"seed": cfg.seed},
         "report": {},
     }

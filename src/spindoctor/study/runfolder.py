@@ -39,9 +39,9 @@ CACHE = ".cache"
 # The folders each stage writes (select writes sft/selection.json; drift and the sweeps share .cache/svd).
 STAGE_DIRS: dict[str, tuple[str, ...]] = {
     "base": ("base",), "sft": ("sft",), "select": (), "rl": ("rl",), "drift": ("drift",),
-    "sweeps": ("restore",), "toy": ("toy",), "report": ("report",),
+    "sweeps": ("restore",), "arena": ("arena",), "toy": ("toy",), "report": ("report",),
 }
-CACHE_STAGES = ("drift", "sweeps")
+CACHE_STAGES = ("drift", "sweeps", "arena")
 _KNOWN = (STUDY_MARKER, CONFIG, MARKERS, CACHE, *(d for dirs in STAGE_DIRS.values() for d in dirs))
 _TEMP = re.compile(r"^\.(" + "|".join(re.escape(n) for n in _KNOWN) + r")\..+\.tmp$")
 

@@ -19,6 +19,7 @@ from spindoctor.io import atomic_write_json
 from spindoctor.models.checkpoints import SELECTION_FILE, checkpoint_path, last_checkpoint
 from spindoctor.study.config import (
     StudyConfig,
+    arena_config,
     drift_config,
     rl_config,
     select_settings,
@@ -180,6 +181,17 @@ def stage_sweeps(ctx: Context) -> dict:
     return {"points": out, "reference": s.reference}
 
 
+def stage_arena(ctx: Context) -> dict:
+    """The recovery arena (WiSE-FT, checkpoint interpolation, soup, spectral threshold, restoration,
+    RL) on the study's probes into arena/ (docs/design.md, "Arena")."""
+    from spindoctor.arena.run import run_arena
+
+    cfg = arena_config(ctx.cfg, ctx.base_dir(), ctx.run / "sft", ctx.sft_checkpoint("peak"),
+                       ctx.sft_checkpoint("end"), ctx.run, ctx.cache_dir)
+    record = run_arena(cfg, ctx.run / "arena", progress=ctx.progress)
+    return {"points": len(record["rows"]), "best": record.get("best")}
+
+
 def stage_toy(ctx: Context) -> dict:
     """The rotation toy into toy/."""
     from spindoctor.toy.run import run_toy
@@ -196,4 +208,5 @@ def stage_report(ctx: Context) -> dict:
 
 
 STAGES = [("base", stage_base), ("sft", stage_sft), ("select", stage_select), ("rl", stage_rl),
-          ("drift", stage_drift), ("sweeps", stage_sweeps), ("toy", stage_toy), ("report", stage_report)]
+          ("drift", stage_drift), ("sweeps", stage_sweeps), ("arena", stage_arena), ("toy", stage_toy),
+          ("report", stage_report)]
