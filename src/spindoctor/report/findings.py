@@ -74,6 +74,8 @@ def _rl_rows(rl_done: dict[str, dict]) -> list[dict]:
         ood, id_ = paired.get("ood", {}), paired.get("id", {})
         rows.append(_row(2, f"RL from SFT {start}: ID reward, last - start (paired; the stage must learn)",
                          id_.get("reward"), +1, "points"))
+        rows.append(_row(2, f"RL from SFT {start}: ID accuracy, last - start (paired; the stage must learn)",
+                         id_.get("acc"), +1, "fraction"))
         rows.append(_row(2, f"RL from SFT {start}: OOD accuracy, last - start (paired)", ood.get("acc"), +1, "fraction"))
         rows.append(_row(2, f"RL from SFT {start}: OOD loss proxy, last - start (paired)", ood.get("loss"), -1,
                          "nats/token"))
