@@ -151,14 +151,23 @@ def _print_summary(run: Path, markers: dict) -> None:
 def report(
     run: Annotated[Path, typer.Argument(help="A study run folder or a multi-seed study folder (runs/NAME).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    export: Annotated[Path | None, typer.Option(
+        "--export", help="Also copy summary.md, the tables and the figures (no HTML) with their provenance "
+        "(command, commit, machine, stage times) into this folder, e.g. docs/results/NAME.")] = None,
 ) -> None:
     """(Re)build report/index.html, summary.md and tables/*.csv of a study run (pooled for a --seeds folder)."""
     from spindoctor.report.build import build_report
+    from spindoctor.report.export import check_dest, export_report
     from spindoctor.study.runfolder import marker_schema
     from spindoctor.study.seeds import pooled_report
 
     if not run.is_dir():
         raise UserError(f"run folder not found: {run}")
+    if export is not None:
+        check_dest(export)  # before any work
     multi = (marker_schema(run) or "").startswith("spindoctor.study-seeds/")
     result = pooled_report(run) if multi else build_report(run)
-    typer.echo(json.dumps(result) if as_json else f"report: {result['index']}")
+    if export is not None:
+        result["export"] = export_report(run, export)
+    typer.echo(json.dumps(result) if as_json else f"report: {result['index']}"
+               + (f"\nexported to {export}" if export is not None else ""))
