@@ -134,7 +134,8 @@ def provenance_markdown(info: dict) -> str:
     m = info["machine"]
     lines = ["# Results: provenance", "",
              f"- command: `{info['command']}`",
-             f"- spindoctor {info['spindoctor']}, commit `{info['commit'] or 'unknown'}`",
+             f"- exported with spindoctor {info['spindoctor']}, commit `{info['commit'] or 'unknown'}` "
+             "(the stages ran with the code of their own time; see the run's config.yaml)",
              f"- machine: {m['os']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
              f"Python {m['python']}, torch {m['torch']}" + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"),
              f"- exported {info['exported']} from `{info['run']}`", "",
