@@ -105,3 +105,15 @@ def test_real_findings_rows_pool():
 def test_a_row_without_an_estimate_counts_as_not_measured():
     (p,) = pool_findings({0: [row(est=None)], 1: [row(est=0.3, se=0.1, verdict="reproduced")], 2: []})
     assert p["seed_verdicts"] == "1/3 reproduced, 2/3 not measured" and p["k"] == 1
+
+
+def test_seeds_that_each_decide_alike_decide_the_pool():
+    """Two seeds each reproduce on their own narrow intervals but differ in size: the t interval over two
+    seeds is wide, yet all seeds agreeing is itself a test (p <= 0.025^2 under no effect)."""
+    per_seed = {0: [row(est=0.108, lo=0.095, hi=0.121, se=0.0065, verdict="reproduced")],
+                1: [row(est=0.147, lo=0.133, hi=0.162, se=0.0075, verdict="reproduced")]}
+    (p,) = pool_findings(per_seed)
+    assert p["lo"] < 0 < p["hi"]  # t(0.975, 1) = 12.7 times the between-seed SE
+    assert p["verdict"] == "reproduced" and "every seed's own interval agrees" in p["note"]
+    mixed = {0: per_seed[0], 1: [row(est=0.01, lo=-0.01, hi=0.03, se=0.01, verdict="inconclusive")]}
+    assert pool_findings(mixed)[0]["verdict"] == "inconclusive"

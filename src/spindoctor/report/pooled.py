@@ -15,7 +15,10 @@ seeds), over the ``k`` seeds that measured it (an estimate that is not None):
   no interval when a seed has neither;
 - a measure only one seed has keeps that seed's own interval (nothing to pool);
 - verdict: :func:`spindoctor.stats.verdict` on the pooled interval with the
-  row's predicted sign; an inconclusive one says how many seeds of the same
+  row's predicted sign; when that is inconclusive but every one of k >= 2
+  seeds reached the same decisive verdict on its own interval, that verdict
+  (under no effect each seed reproduces with probability <= 0.025, all k with
+  probability <= 0.025^k: the per-seed tests combined, a test of its own); an inconclusive one says how many seeds of the same
   spread would resolve it (:func:`spindoctor.stats.hands_to_resolve` with
   seeds in place of hands);
 - beside it: the seed-to-seed spread (min, max of the estimates), the per-seed
@@ -33,7 +36,9 @@ RULE = ("Pooled over seeds: estimate = mean of the seed estimates; 95% interval 
         "1.96 * sqrt(sum of the seed SE^2) / k (each seed's probe-hand noise; a seed's SE is its paired SE, or "
         "(hi - lo) / 3.92 from its interval) and t(0.975, k-1) * sd(seed estimates) / sqrt(k) (how much "
         "training seeds differ); a measure one seed has keeps that seed's interval; verdict by the same rule "
-        "as each seed (the interval against 0, in the paper's direction).")
+        "as each seed (the interval against 0, in the paper's direction), or, when that interval is "
+        "inconclusive, the verdict every seed reached on its own if all k >= 2 agree (under no effect all k "
+        "seeds reproduce with probability <= 0.025^k).")
 KEYS = ("finding", "claim", "paper", "measure", "unit", "predicted")
 
 
@@ -101,6 +106,12 @@ def _pool_one(rows: dict[int, dict], total: int) -> dict:
     direction = 1 if str(first.get("predicted", "> 0")).strip().startswith(">") else -1
     out["verdict"] = verdict(out["lo"], out["hi"], direction)
     out["note"] = f"pooled over {k} of {total} seeds" + ("" if k == total else f" ({total - k} did not measure it)")
+    agreed = {r.get("verdict") for r in measured.values()}
+    if k >= 2 and len(agreed) == 1 and agreed <= {"reproduced", "contradicted"} and out["verdict"] == "inconclusive":
+        # every seed's own interval excludes 0 on one side: under no effect that happens with
+        # probability <= 0.025**k (independent seeds), a test of its own (docs/design.md, "Evidence")
+        out["verdict"] = agreed.pop()
+        out["note"] += f"; every seed's own interval agrees (p <= 0.025^{k} under no effect)"
     if out["verdict"] == "inconclusive" and out["se"] and mean:
         need = hands_to_resolve(mean, out["se"], k)
         out["resolve"] = f"about {need} seeds of this spread would resolve it" if need and need > k else None
