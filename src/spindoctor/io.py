@@ -6,6 +6,8 @@ final name.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -151,3 +153,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return rows
+
+
+def rows_to_csv(rows: Iterable[dict], fields: list[str]) -> str:
+    """CSV text of ``rows`` with the fixed columns ``fields`` (missing keys empty, extra keys left out)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k) for k in fields})
+    return buf.getvalue()

@@ -25,15 +25,15 @@ from spindoctor.arena.points import (
     soup_members,
 )
 from spindoctor.arena.table import (
+    CSV_FIELDS,
     add_evidence,
     best_point,
     pareto_front,
     probe_row,
-    rows_to_csv,
     simple_vs_restore,
 )
 from spindoctor.errors import UserError
-from spindoctor.io import atomic_dir, foreign_entries
+from spindoctor.io import atomic_dir, foreign_entries, rows_to_csv
 
 OUTPUT_FILES = ("arena.json", "arena.csv", "arena.png")  # every file the arena writes; the only ones it deletes
 SCHEMA = "spindoctor.arena/1"
@@ -235,7 +235,7 @@ def _save(out: Path, record: dict, plot) -> dict:
     try:
         with atomic_dir(out, owned=OUTPUT_FILES) as tmp:
             (tmp / "arena.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            (tmp / "arena.csv").write_text(rows_to_csv(rows), encoding="utf-8")
+            (tmp / "arena.csv").write_text(rows_to_csv(rows, CSV_FIELDS), encoding="utf-8")
             plot(rows, curve, front, tmp / "arena.png")
     except FileExistsError as exc:  # out changed while we worked: nothing was replaced
         raise UserError(str(exc)) from None

@@ -9,9 +9,6 @@ point wins back (accuracy and loss), and the ID cost (end minus point, ID accura
 
 from __future__ import annotations
 
-import csv
-import io
-
 from spindoctor.probes.compare import compare_probes, recovered
 
 TRIPLE = ("est", "lo", "hi")
@@ -107,13 +104,3 @@ def simple_vs_restore(rows: list[dict]) -> dict | None:
     sentence = (f"{simple['label']} {words} {restore['label']} on OOD accuracy: "
                 f"{diff['estimate']:+.3f} [{diff['lo']:+.3f}, {diff['hi']:+.3f}]")
     return {"simple": simple["label"], "restore": restore["label"], "ood_acc_diff": diff, "sentence": sentence}
-
-
-def rows_to_csv(rows: list[dict]) -> str:
-    """The arena table as CSV text (fixed columns)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k) for k in CSV_FIELDS})
-    return buf.getvalue()

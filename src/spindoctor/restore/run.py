@@ -16,8 +16,6 @@ with its interval; ``per_hand`` keeps each probe's per-hand record.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spindoctor.errors import UserError
-from spindoctor.io import atomic_dir, foreign_entries
+from spindoctor.io import atomic_dir, foreign_entries, rows_to_csv
 from spindoctor.probes import ProbeConfig
 from spindoctor.restore.plan import RestorePlan, plan_matrices
 from spindoctor.restore.select import block_label, equal_blocks
@@ -204,18 +202,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, progress: bool = True, baseline
     try:  # the three files replace a previous sweep's as one set (docs/design.md, "Run folder")
         with atomic_dir(out, owned=OUTPUT_FILES) as tmp:
             (tmp / "sweep.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            (tmp / "sweep.csv").write_text(rows_to_csv(rows), encoding="utf-8")
+            (tmp / "sweep.csv").write_text(rows_to_csv(rows, CSV_FIELDS), encoding="utf-8")
             plot_sweep(rows, cfg.kind, tmp / "sweep.png")
     except FileExistsError as exc:  # out changed while we worked: nothing was replaced
         raise UserError(str(exc)) from None
     return record
-
-
-def rows_to_csv(rows: list[dict]) -> str:
-    """The sweep table as CSV text (fixed columns)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k) for k in CSV_FIELDS})
-    return buf.getvalue()
