@@ -215,3 +215,14 @@ def test_out_that_is_a_file_is_refused_and_a_link_to_a_folder_is_followed(tmp_pa
     _run(cfg, tmp_path / "link")
     _run(cfg, tmp_path / "link", restart=True)
     assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / STUDY_MARKER).exists()
+
+
+def test_markers_record_the_torch_thread_count(tmp_path, calls, cfg):
+    """Float reductions differ with the thread count the load chose, so each marker says which it was."""
+    import torch
+
+    from spindoctor.study.runfolder import marker as marker_path
+
+    _run(cfg, tmp_path)
+    saved = json.loads(marker_path(tmp_path, "sft").read_text())
+    assert saved["torch_threads"] == torch.get_num_threads()

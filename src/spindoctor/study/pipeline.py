@@ -6,6 +6,7 @@ checkpoint exists, no stage folder holds foreign files) runs before any stage do
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -84,6 +85,16 @@ def _prepare(cfg: StudyConfig, run: Path, restart: bool) -> tuple[dict[str, str]
     return fps, plan
 
 
+def torch_threads() -> int | None:
+    """torch's CPU thread count in force when a stage ended (None when torch was never imported).
+
+    The count is chosen from the load at each stage's start unless ``threads`` pins it, and float
+    reductions differ with it, so the marker records it: two runs of one config that differ in
+    their numbers can be told apart by it (docs/design.md, "Engineering decisions")."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
 def run_study(cfg: StudyConfig, run: str | Path, progress: bool = True, restart: bool = False) -> dict:
     """Run every stage not finished with these settings; return {stage: marker} for all stages."""
     run = Path(run)
@@ -106,6 +117,6 @@ def run_study(cfg: StudyConfig, run: str | Path, progress: bool = True, restart:
         summary = stage(ctx)
         markers[name] = {"seconds": round(time.perf_counter() - start, 2),
                          "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "summary": summary,
-                         "fingerprint": fps[name]}
+                         "fingerprint": fps[name], "torch_threads": torch_threads()}
         atomic_write_json(marker(run, name), markers[name])
     return markers
