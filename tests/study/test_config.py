@@ -31,7 +31,10 @@ def test_quick_is_smaller_than_full():
     ("probe: {fmt: xml}", "probe"),
     ("nonsense: 1", "nonsense"),
     ("- a list", "mapping"),
-], ids=["negative-steps", "unknown-algo", "bad-k", "bad-format", "unknown-key", "not-a-mapping"])
+    ("rl: {starts: [peak, step-x]}", "rl.starts"),
+    ("rl: {starts: []}", "rl.starts"),
+], ids=["negative-steps", "unknown-algo", "bad-k", "bad-format", "unknown-key", "not-a-mapping", "bad-start",
+        "no-starts"])
 def test_bad_configs_are_rejected_at_startup(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -46,3 +49,20 @@ def test_unknown_preset_names_the_shipped_ones():
 
 def test_deep_merge():
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"b": 3}, "e": 4}) == {"a": {"b": 3, "c": 2}, "d": 1, "e": 4}
+
+
+def test_rl_starts_take_sft_steps_for_a_recoverability_map(tmp_path):
+    path = tmp_path / "map.yaml"
+    path.write_text("rl: {starts: [peak, step-100, middle, step-300, end, peak]}")
+    assert load_study_config(str(path)).rl.starts == ["peak", "step-100", "middle", "step-300", "end"]
+
+
+def test_a_step_start_names_that_sft_checkpoint(tmp_path):
+    from spindoctor.study.stages import Context
+
+    cfg = load_study_config("organism", quick=True)
+    (tmp_path / "sft" / "checkpoint-100").mkdir(parents=True)
+    ctx = Context(cfg, tmp_path, False)
+    assert ctx.sft_checkpoint("step-100") == tmp_path / "sft" / "checkpoint-100"
+    with pytest.raises(UserError, match="no checkpoint of that step"):
+        ctx.sft_checkpoint("step-7")

@@ -58,3 +58,22 @@ def test_restoration_row_reads_the_paired_shares():
         row = next(r for r in triage({"sweeps": sweeps}) if r["symptom"] == "OOD lost after full SFT")
         assert row["applies"] is applies
         assert "95% CI -30% to 50%, paired" in row["evidence"] and "lost OOD loss proxy" in row["evidence"]
+
+
+def test_heal_window_names_the_starts_rl_healed_from():
+    """Starts in SFT-step order; a start heals when its paired OOD accuracy interval lies above 0
+    (or its OOD loss interval below 0)."""
+    from spindoctor.report.triage import heal_window, triage
+
+    def done(acc_lo, loss_hi):
+        return {"paired": {"ood": {"acc": {"estimate": acc_lo + 0.01, "lo": acc_lo, "hi": acc_lo + 0.02},
+                                   "loss": {"estimate": loss_hi - 0.01, "lo": loss_hi - 0.02, "hi": loss_hi}}}}
+
+    sft = [{"step": s, "id_acc": 0.2, "ood_acc": 0.05, "ood_acc_se": 0.01} for s in (35, 100, 200)]
+    rl_point = [{"step": 60, "id_acc": 0.25, "ood_acc": 0.06, "ood_acc_se": 0.01}]
+    data = {"selection": {"peak": {"step": 35}, "middle": {"step": 100}, "end": {"step": 200}}, "sft": sft,
+            "rl": {"peak": rl_point, "step-100": rl_point, "end": rl_point},
+            "rl_done": {"peak": done(0.01, -0.01), "step-100": done(0.005, 0.02), "end": done(-0.02, 0.03)}}
+    assert heal_window(data) == {"starts": [35, 100, 200], "acc": [35, 100], "loss": [35]}
+    rl_row = next(r for r in triage(data) if r["symptom"] == "RL restores too little")
+    assert "Heal window over 3 starts (SFT steps 35, 100, 200)" in rl_row["evidence"]

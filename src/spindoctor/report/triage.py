@@ -33,9 +33,9 @@ def recoverability_rows(data: dict) -> list[dict]:
     """Per RL start: SFT step, ID/OOD before (SFT checkpoint) and after RL."""
     sel, sft, out = data.get("selection") or {}, data.get("sft") or [], []
     for start, points in (data.get("rl") or {}).items():
-        if start not in sel or not points:
+        step = int(start.removeprefix("step-")) if start.startswith("step-") else (sel.get(start) or {}).get("step")
+        if step is None or not points:
             continue
-        step = sel[start]["step"]
         before = next((p for p in sft if p["step"] == step), None)
         if before is None:
             continue
@@ -181,6 +181,30 @@ def _loss_share_text(row: dict) -> str:
     return f", and {100 * share['estimate']:.0f}% of the lost OOD loss proxy{_share_ci(row, 'loss')}"
 
 
+def heal_window(data: dict) -> dict:
+    """Which RL starts healed OOD significantly: their paired OOD accuracy interval (done.json) lies above 0,
+    or their OOD loss-proxy interval below 0; starts in SFT-step order (the recoverability map's window)."""
+    rows = recoverability_rows(data)
+    healed = {"acc": [], "loss": []}
+    for r in rows:
+        paired = (((data.get("rl_done") or {}).get(r["start"]) or {}).get("paired") or {}).get("ood") or {}
+        if (paired.get("acc") or {}).get("lo") is not None and paired["acc"]["lo"] > 0:
+            healed["acc"].append(r["sft_step"])
+        if (paired.get("loss") or {}).get("hi") is not None and paired["loss"]["hi"] < 0:
+            healed["loss"].append(r["sft_step"])
+    return {"starts": [r["sft_step"] for r in rows], **healed}
+
+
+def _heal_text(data: dict) -> str:
+    window = heal_window(data)
+    if not window["starts"]:
+        return ""
+    acc = ", ".join(map(str, window["acc"])) or "none"
+    loss = ", ".join(map(str, window["loss"])) or "none"
+    return (f" Heal window over {len(window['starts'])} starts (SFT steps {', '.join(map(str, window['starts']))}): "
+            f"OOD accuracy rose significantly from steps {acc}; the OOD loss proxy fell significantly from {loss}.")
+
+
 def _paired_rl_text(data: dict, start: str) -> str:
     """", paired 95% CI [lo, hi]" of an RL run's OOD accuracy change (done.json), or ""."""
     acc = (((data.get("rl_done") or {}).get(start) or {}).get("paired", {}).get("ood") or {}).get("acc")
@@ -208,7 +232,7 @@ def _rl_row(data: dict) -> dict | None:
     return {
         "symptom": "RL restores too little",
         "applies": earlier_better,
-        "evidence": evidence + ".",
+        "evidence": evidence + "." + _heal_text(data),
         "action": (f"Start RL from the {best['start']} checkpoint (SFT step {best['sft_step']}): it ends "
                    f"{margin:.1f} SE higher in OOD than RL from the end." if earlier_better else
                    "No RL start ends more than 2 SE higher in OOD than RL from the end checkpoint: "

@@ -13,11 +13,12 @@ section over the rest: a miniature of every stage, for tests and smoke runs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spindoctor.errors import UserError, first_error
 
@@ -46,8 +47,19 @@ class SelectStage(_Strict):
 class RLStage(_Strict):
     algo: Literal["ppo", "grpo"] = Field("ppo", description="ppo (the paper's RL) or grpo")
     preset: Literal["organism", "reference"] = Field("organism", description="RL preset")
-    starts: list[Literal["peak", "middle", "end"]] = Field(default_factory=lambda: list(STARTS),
-                                                           description="SFT checkpoints RL starts from")
+    starts: list[str] = Field(default_factory=lambda: list(STARTS),
+                              description="SFT checkpoints RL starts from: peak, middle, end (the selection's) or "
+                              "step-N (the SFT checkpoint of step N), for a recoverability map along the curve")
+
+    @field_validator("starts")
+    @classmethod
+    def _known_starts(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("starts must list at least one start")
+        for start in v:
+            if start not in STARTS and not re.fullmatch(r"step-\d+", start):
+                raise ValueError(f"start {start!r} is not peak, middle, end or step-N")
+        return list(dict.fromkeys(v))
     overrides: dict[str, Any] = Field(default_factory=dict, description="PPOConfig / GRPORunConfig overrides")
 
 

@@ -59,6 +59,12 @@ class Context:
         return json.loads(path.read_text())
 
     def sft_checkpoint(self, label: str) -> Path:
+        """The SFT checkpoint of a selection label (peak, middle, end) or of ``step-N``."""
+        if label.startswith("step-"):
+            path = checkpoint_path(self.run / "sft", int(label.removeprefix("step-")))
+            if not path.is_dir():
+                raise UserError(f"rl start {label}: the SFT run has no checkpoint of that step ({path})")
+            return path
         entry = self.selection()[label]
         return Path(entry.get("path") or checkpoint_path(self.run / "sft", entry["step"]))
 
