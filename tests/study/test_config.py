@@ -66,3 +66,15 @@ def test_a_step_start_names_that_sft_checkpoint(tmp_path):
     assert ctx.sft_checkpoint("step-100") == tmp_path / "sft" / "checkpoint-100"
     with pytest.raises(UserError, match="no checkpoint of that step"):
         ctx.sft_checkpoint("step-7")
+
+
+def test_a_moved_run_finds_its_selected_checkpoints(tmp_path):
+    """selection.json records paths relative to the working folder of the time; a moved run uses its own."""
+    import json
+
+    from spindoctor.study.stages import Context
+
+    cfg = load_study_config("organism", quick=True)
+    (tmp_path / "sft" / "checkpoint-35").mkdir(parents=True)
+    (tmp_path / "sft" / "selection.json").write_text(json.dumps({"peak": {"step": 35, "path": "runs/old/sft/checkpoint-35"}}))
+    assert Context(cfg, tmp_path, False).sft_checkpoint("peak") == tmp_path / "sft" / "checkpoint-35"

@@ -66,7 +66,10 @@ class Context:
                 raise UserError(f"rl start {label}: the SFT run has no checkpoint of that step ({path})")
             return path
         entry = self.selection()[label]
-        return Path(entry.get("path") or checkpoint_path(self.run / "sft", entry["step"]))
+        # the study's own SFT checkpoint of that step first: selection.json records the path as written
+        # (relative to the working folder of the time), which a moved or copied run folder breaks
+        own = checkpoint_path(self.run / "sft", entry["step"]) if "step" in entry else None
+        return own if own is not None and own.is_dir() else Path(entry.get("path") or own)
 
     def rl_final(self, label: str) -> Path | None:
         """The last RL checkpoint started from ``label`` (None when that run does not exist)."""
