@@ -199,10 +199,12 @@ def _heal_text(data: dict) -> str:
     window = heal_window(data)
     if not window["starts"]:
         return ""
-    acc = ", ".join(map(str, window["acc"])) or "none"
-    loss = ", ".join(map(str, window["loss"])) or "none"
+    def where(steps: list[int]) -> str:
+        return f"from SFT steps {', '.join(map(str, steps))}" if steps else "from no start"
+
     return (f" Heal window over {len(window['starts'])} starts (SFT steps {', '.join(map(str, window['starts']))}): "
-            f"OOD accuracy rose significantly from steps {acc}; the OOD loss proxy fell significantly from {loss}.")
+            f"OOD accuracy rose significantly {where(window['acc'])}; the OOD loss proxy fell significantly "
+            f"{where(window['loss'])}.")
 
 
 def _paired_rl_text(data: dict, start: str) -> str:
