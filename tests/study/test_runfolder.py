@@ -18,6 +18,8 @@ from spindoctor.study.fingerprint import UPSTREAM, stage_fingerprints
 from spindoctor.study.runfolder import STAGE_DIRS, STUDY_MARKER, StudyNotice, marker, started
 from spindoctor.study.stages import STAGES
 
+from .tree import tree, write_tree
+
 NAMES = [name for name, _ in STAGES]
 
 
@@ -48,14 +50,12 @@ FOREIGN = {
 @pytest.mark.parametrize("restart", [False, True], ids=["resume", "restart"])
 @pytest.mark.parametrize("files", FOREIGN.values(), ids=FOREIGN.keys())
 def test_a_folder_that_is_not_a_study_run_is_refused_and_left_intact(tmp_path, calls, cfg, files, restart):
-    for rel, text in files.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    write_tree(tmp_path, files)
+    before = tree(tmp_path)
     with pytest.raises(UserError, match="not a study run|not a study run marker"):
         pipeline.run_study(cfg, tmp_path, progress=False, restart=restart)
     assert calls == []
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
+    assert tree(tmp_path) == before
     assert all((tmp_path / rel).read_text() == text for rel, text in files.items())
 
 

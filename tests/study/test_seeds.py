@@ -20,6 +20,8 @@ from spindoctor.study.runfolder import SEEDS_SCHEMA, STUDY_MARKER, StudyNotice, 
 from spindoctor.study.seeds import parse_seeds, pooled_report, run_seeds
 from spindoctor.study.stages import STAGES
 
+from .tree import tree, write_tree
+
 NAMES = [name for name, _ in STAGES]
 
 
@@ -99,13 +101,11 @@ FOREIGN = {
 @pytest.mark.parametrize("restart", [[], ["--restart"]], ids=["resume", "restart"])
 @pytest.mark.parametrize("files", FOREIGN.values(), ids=FOREIGN.keys())
 def test_a_folder_that_is_not_a_multi_seed_study_is_refused_and_left_intact(tmp_path, calls, capsys, files, restart):
-    for rel, text in files.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    write_tree(tmp_path, files)
+    before = tree(tmp_path)
     code, _, err = _cli(capsys, "--seeds", "0,1", "--out", str(tmp_path), "--json", *restart)
     assert code == 2 and len(err) == 1 and ("not a multi-seed study folder" in err[0] or "single-seed" in err[0])
-    assert calls == [] and sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
+    assert calls == [] and tree(tmp_path) == before
 
 
 def test_a_single_run_into_a_multi_seed_folder_is_refused(tmp_path, calls, cfg, capsys):
