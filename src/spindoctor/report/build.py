@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import math
 import time
 from pathlib import Path
 
 from spindoctor import __version__
 from spindoctor.errors import UserError
-from spindoctor.io import atomic_write_text
+from spindoctor.io import atomic_write_text, rows_to_csv
 from spindoctor.report.data import load_run
 from spindoctor.report.figures import plot_recoverability, plot_training_curves
 from spindoctor.report.findings import finding_verdicts, findings_table
@@ -73,14 +71,8 @@ def flat(row: dict) -> dict:
 
 
 def to_csv(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    """CSV of ``rows`` with every key any row has, in first-seen order ("" for no rows)."""
+    return rows_to_csv(rows, list(dict.fromkeys(k for r in rows for k in r))) if rows else ""
 
 
 def _degrees(radians: float | None) -> float | None:

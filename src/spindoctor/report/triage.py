@@ -181,13 +181,18 @@ def _loss_share_text(row: dict) -> str:
     return f", and {100 * share['estimate']:.0f}% of the lost OOD loss proxy{_share_ci(row, 'loss')}"
 
 
+def _rl_ood(data: dict, start: str) -> dict:
+    """The paired OOD change of the RL run from ``start`` (its done.json), or {}."""
+    return ((((data.get("rl_done") or {}).get(start) or {}).get("paired") or {}).get("ood")) or {}
+
+
 def heal_window(data: dict) -> dict:
     """Which RL starts healed OOD significantly: their paired OOD accuracy interval (done.json) lies above 0,
     or their OOD loss-proxy interval below 0; starts in SFT-step order (the recoverability map's window)."""
     rows = recoverability_rows(data)
     healed = {"acc": [], "loss": []}
     for r in rows:
-        paired = (((data.get("rl_done") or {}).get(r["start"]) or {}).get("paired") or {}).get("ood") or {}
+        paired = _rl_ood(data, r["start"])
         if (paired.get("acc") or {}).get("lo") is not None and paired["acc"]["lo"] > 0:
             healed["acc"].append(r["sft_step"])
         if (paired.get("loss") or {}).get("hi") is not None and paired["loss"]["hi"] < 0:
@@ -209,7 +214,7 @@ def _heal_text(data: dict) -> str:
 
 def _paired_rl_text(data: dict, start: str) -> str:
     """", paired 95% CI [lo, hi]" of an RL run's OOD accuracy change (done.json), or ""."""
-    acc = (((data.get("rl_done") or {}).get(start) or {}).get("paired", {}).get("ood") or {}).get("acc")
+    acc = _rl_ood(data, start).get("acc")
     if not acc or acc.get("lo") is None:
         return ""
     return f", paired 95% CI [{100 * acc['lo']:+.1f}, {100 * acc['hi']:+.1f}] pp"

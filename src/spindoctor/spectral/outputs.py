@@ -20,8 +20,6 @@ files above; only those files are ever deleted, any other ``out`` is refused.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from spindoctor.errors import UserError
-from spindoctor.io import atomic_dir
+from spindoctor.io import atomic_dir, rows_to_csv
 
 SCHEMA = "spindoctor.drift/1"
 DATA_FILES = ("metrics.json", "per_matrix.csv", "spectra.safetensors")
@@ -105,11 +103,7 @@ def _write_data(result: Result, out: Path) -> list[str]:
     doc = result.to_json()
     doc["matrices"] = [{k: _clean(v) for k, v in row.items()} for row in doc["matrices"]]
     (out / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(result.rows[0]))
-    writer.writeheader()
-    writer.writerows(result.rows)
-    (out / "per_matrix.csv").write_text(buf.getvalue(), encoding="utf-8")
+    (out / "per_matrix.csv").write_text(rows_to_csv(result.rows, list(result.rows[0])), encoding="utf-8")
     tensors = {f"{name}/{key}": t.contiguous() for name, spec in result.spectra.items() for key, t in spec.items()}
     save_file(tensors, str(out / "spectra.safetensors"))
     return list(DATA_FILES)
