@@ -38,6 +38,7 @@ TRAIN_LOG_FILE = "train.jsonl"
 DONE_FILE = "done.json"
 PROBE_FILE = "probe.json"
 SELECTION_FILE = "selection.json"
+DRIFT_FILE = "drift.jsonl"  # rows of spindoctor.callbacks.DriftCallback
 OPTIMIZER_FILE = "optimizer.safetensors"
 OPTIMIZER_GROUPS_FILE = "optimizer.json"
 

@@ -4,11 +4,12 @@ Top to bottom: resolve the config (preset + overrides) and write
 ``config.yaml`` -> load the base (safetensors only) -> build the SFT data
 (ID-rule hands of the *train* partition, one seeded gold solution per example;
 docs/design.md, "Training settings") -> TRL ``SFTTrainer`` with a
-completion-only loss -> a probe callback that, at every probe step (dense
-early), probes ID and OOD, appends the rows to ``metrics.jsonl`` and saves the
-step's checkpoint folder (:mod:`spindoctor.models.checkpoints`; safetensors,
-probe numbers in the file metadata and in ``probe.json``) -> ``train.jsonl``
-(trainer log) and ``done.json``.
+completion-only loss -> :class:`spindoctor.callbacks.OODProbeCallback` that, at
+every probe step (dense early), probes ID and OOD, appends the rows to
+``metrics.jsonl``, logs them to the ``report_to`` trackers and saves the step's
+checkpoint folder (:func:`spindoctor.callbacks.checkpoint.save_checkpoint`;
+safetensors, probe numbers in the file metadata and in ``probe.json``) ->
+``train.jsonl`` (trainer log) and ``done.json``.
 
 The trainer's own checkpointing is off (``save_strategy="no"``): it would
 pickle optimizer state; ours are weights-only safetensors, written to a
@@ -20,7 +21,6 @@ touched (docs/design.md, "Run folder").
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import tempfile
@@ -31,21 +31,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from spindoctor.callbacks.checkpoint import save_checkpoint  # noqa: F401  (its old home: sft.save_checkpoint)
 from spindoctor.errors import UserError
 from spindoctor.game.deal import DEFAULT_SALT
 from spindoctor.game.formats import FormatName, render_prompt, render_response
-from spindoctor.io import append_jsonl, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from spindoctor.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from spindoctor.models.checkpoints import (
     CONFIG_FILE,
     DONE_FILE,
     METRICS_FILE,
-    PROBE_FILE,
     TRAIN_LOG_FILE,
-    checkpoint_path,
     has_checkpoints,
-    writing_checkpoint,
 )
-from spindoctor.probes.core import ProbeConfig, metrics_row
+from spindoctor.probes.core import ProbeConfig
 from spindoctor.probes.sets import (
     DEFAULT_PROBE_FRACTION,
     flush_solution_cache,
@@ -148,63 +146,13 @@ def build_dataset_rows(cfg: SFTRunConfig, conversational: bool) -> list[dict]:
     return rows
 
 
-def save_checkpoint(
-    model: Any, tokenizer: Any, out: Path, step: int, probe_rows: list[dict], probe_config: dict | None = None
-) -> Path:
-    """Write the checkpoint of ``step`` atomically: weights (safetensors, probe rows in the
-    file metadata under ``spindoctor_probe``), tokenizer and ``probe.json`` (the rows and
-    the resolved ``ProbeConfig`` that made them, so RL from this checkpoint can reuse
-    them as its step 0: :func:`spindoctor.training.rl_common.reusable_probe_rows`)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with writing_checkpoint(out, step) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        for path in tmp.glob("*.safetensors"):
-            with safe_open(str(path), framework="pt") as fh:
-                meta = dict(fh.metadata() or {})
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-            meta["spindoctor_probe"] = json.dumps(probe_rows)
-            save_file(tensors, str(path), metadata=meta)
-        atomic_write_json(tmp / PROBE_FILE, {"step": step, "rows": probe_rows, "probe_config": probe_config,
-                                             "model_dtype": str(next(model.parameters()).dtype)})
-    return checkpoint_path(out, step)
-
-
 def make_probe_callback(cfg: SFTRunConfig, tokenizer: Any, out: Path, say: Any = print):
-    """A ``TrainerCallback`` probing and checkpointing at every step of :func:`probe_steps`."""
-    from transformers import TrainerCallback
+    """The :class:`~spindoctor.callbacks.OODProbeCallback` of ``spindoctor sft``: probes and a
+    checkpoint at every step of :func:`probe_steps`, rows of stage ``sft`` in ``out``."""
+    from spindoctor.callbacks.probe import OODProbeCallback
 
-    from spindoctor.probes.core import probe_model
-
-    schedule = set(probe_steps(cfg))
-
-    class ProbeCallback(TrainerCallback):
-        def __init__(self) -> None:
-            self.done: set[int] = set()
-
-        def _probe(self, model: Any, step: int) -> None:
-            if step in self.done:
-                return
-            self.done.add(step)
-            results = probe_model(model, tokenizer, cfg.probe)
-            rows = [metrics_row("sft", step, results[s]) for s in cfg.probe.splits]
-            for row in rows:
-                append_jsonl(out / METRICS_FILE, row)
-            save_checkpoint(model, tokenizer, out, step, rows, cfg.probe.model_dump(mode="json"))
-            say(f"step {step:>4}  " + "  ".join(
-                f"{r['split']} acc {r['acc']:.3f}±{r['acc_se']:.3f} loss {r['loss']:.3f}" for r in rows))
-
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if 0 in schedule:
-                self._probe(model, 0)
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if state.global_step in schedule:
-                self._probe(model, state.global_step)
-
-    return ProbeCallback()
+    return OODProbeCallback(out, cfg.probe, steps=probe_steps(cfg), save="every", tokenizer=tokenizer,
+                            stage="sft", say=say)
 
 
 def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
