@@ -98,7 +98,9 @@ class MainProcessCallback(TrainerCallback):
                               "jsonl files only (call .bind(trainer) to log them)", stacklevel=2)
                 self._warned = True
             return
-        self._handler.on_log(args, state, control, dict(metrics))
+        should_log = control.should_log  # the handler's on_log clears it: the trainer's own log of this step
+        self._handler.on_log(args, state, control, dict(metrics))  # (and its cross-process loss gather) stays due
+        control.should_log = should_log
 
     def _on_main(self, args: Any, state: Any, work: Callable[[], None]) -> None:
         """Run ``work`` on the world's main process, then wait for every process."""
