@@ -26,6 +26,16 @@ def tiny_organism_config():
 
 
 @pytest.fixture
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for ``torch.distributed.run --master_port``)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Keep the solution cache of a test out of the user's home."""
     monkeypatch.setenv("SPINDOCTOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

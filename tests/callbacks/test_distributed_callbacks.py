@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,22 +20,16 @@ SCRIPT = Path(__file__).with_name("ddp_train.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(model_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+def launch(model_dir: Path, out: Path, port: int, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            str(SCRIPT), str(model_dir), str(out), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
 
-def test_two_processes_probe_and_measure_once(tiny16_dir, tmp_path):
+def test_two_processes_probe_and_measure_once(tiny16_dir, tmp_path, free_port):
     out = tmp_path / "ddp"
-    proc = launch(tiny16_dir, out)
+    proc = launch(tiny16_dir, out, free_port)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
@@ -50,9 +43,9 @@ def test_two_processes_probe_and_measure_once(tiny16_dir, tmp_path):
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0", "checkpoint-2", "checkpoint-4"]
 
 
-def test_a_failing_probe_on_the_main_process_ends_the_run(tiny16_dir, tmp_path):
+def test_a_failing_probe_on_the_main_process_ends_the_run(tiny16_dir, tmp_path, free_port):
     out = tmp_path / "ddp"
-    proc = launch(tiny16_dir, out, "2")
+    proc = launch(tiny16_dir, out, free_port, "2")
     assert proc.returncode != 0
     assert "probe failed at step 2" in proc.stderr + proc.stdout
     assert not (out / "rank-1.json").exists()

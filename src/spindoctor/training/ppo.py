@@ -404,6 +404,6 @@ def train(cfg: PPOConfig, start: str | Path, out: str | Path, resume: bool = Tru
     spread = common.replica_spread(acc, model)
     if acc.is_main_process:
         atomic_write_json(out / ckpt.DONE_FILE, {"step": cfg.steps, "last": last, "replica_max_abs_diff": spread,
-                                                 "paired": common.paired_change(out)})
+                                                 "processes": acc.num_processes, "paired": common.paired_change(out)})
     acc.wait_for_everyone()
     return {"out": str(out), "step": cfg.steps, "last": last, "replica_max_abs_diff": spread}
