@@ -63,6 +63,19 @@ def test_ppo_steps_change_parameters_and_keep_losses_finite(tiny_ckpt, tmp_path)
     assert summary["replica_max_abs_diff"] == 0.0
 
 
+@pytest.mark.parametrize("warmup, policy_moves", [(0, True), (2, False)], ids=["no-warmup", "value-warmup"])
+def test_value_warmup_trains_the_value_head_alone(tiny_ckpt, tmp_path, warmup, policy_moves):
+    train(PPOConfig(**TINY, steps=2, value_warmup_steps=warmup), tiny_ckpt, tmp_path / "run", show_progress=False)
+    ckpt = tmp_path / "run" / "checkpoint-2"
+    start, end = load_file(str(tiny_ckpt / "model.safetensors")), load_file(str(ckpt / "model.safetensors"))
+    assert any(not torch.equal(start[k], end[k]) for k in start) is policy_moves
+    torch.manual_seed(0)  # as train() does before building the value head
+    head_init = PolicyAndValue(rl_common.load_policy(tiny_ckpt)[0]).value_head.state_dict()
+    head = load_file(str(ckpt / "value_head.safetensors"))
+    assert head.keys() == head_init.keys()
+    assert any(not torch.equal(head_init[k], head[k]) for k in head)  # the value head learns either way
+
+
 def test_kl_penalty_to_the_frozen_start_model(tiny_ckpt, tmp_path):
     train(PPOConfig(**TINY, steps=1, kl_coef=0.1), tiny_ckpt, tmp_path / "kl", show_progress=False)
     (row,) = read_jsonl(tmp_path / "kl" / "train.jsonl")

@@ -240,6 +240,13 @@ def ppo_loss(model, batch: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str
     return loss, out
 
 
+def param_groups(model: PolicyAndValue) -> list[dict]:
+    """Two optimiser groups, ``policy`` first and ``value`` second, so that the first
+    ``value_warmup_steps`` iterations can train the value head alone (docs/design.md, "RL")."""
+    return [{"params": list(model.policy.parameters()), "name": "policy"},
+            {"params": list(model.value_head.parameters()), "name": "value"}]
+
+
 def ppo_update(model, optimizer, accelerator, transitions, cfg: PPOConfig, step: int, opt_step: int, pad_id: int):
     """``epochs`` passes of ``minibatches`` optimiser steps, each over ``grad_accum_steps`` micro-batches.
 
@@ -261,14 +268,15 @@ def ppo_update(model, optimizer, accelerator, transitions, cfg: PPOConfig, step:
                     accelerator.backward(loss / cfg.grad_accum_steps)
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(opt_step, total_opt, cfg.lr, cfg.warmup_steps, cfg.lr_floor)
+            lr = cosine_lr(opt_step, total_opt, cfg.lr, cfg.warmup_steps, cfg.lr_floor)
+            for group in optimizer.param_groups:  # [policy, value head]; see param_groups
+                group["lr"] = 0.0 if group["name"] == "policy" and step <= cfg.value_warmup_steps else lr
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             logs.setdefault("grad_norm", []).append(float(grad_norm))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             opt_step += 1
-    logs["lr"] = [optimizer.param_groups[0]["lr"]]
+    logs["lr"] = [optimizer.param_groups[0]["lr"]]  # the policy's
     return {k: sum(v) / len(v) for k, v in logs.items()}, opt_step
 
 
@@ -356,7 +364,7 @@ def setup(cfg: PPOConfig, start: str | Path, out: Path, resume: bool) -> Setup |
     if cfg.kl_coef > 0:  # the frozen reference is the start checkpoint
         ref = PolicyAndValue(common.load_policy(start, cfg.trust_remote_code)[0]).eval().requires_grad_(False)
         ref.to(accelerator.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(param_groups(model), lr=cfg.lr)
     opt_step = load_checkpoint(model, optimizer, ckpt.checkpoint_path(out, done_step)) if done_step else 0
     model, optimizer = accelerator.prepare(model, optimizer)
     return Setup(accelerator, model, optimizer, tokenizer, ref, done_step, opt_step, probe_cfg)

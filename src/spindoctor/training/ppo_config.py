@@ -39,6 +39,9 @@ class PPOConfig(BaseModel):
     lr: float = Field(1e-6, gt=0, description="Adam learning rate, cosine to lr_floor")
     lr_floor: float = Field(0.0, ge=0, description="learning rate at the last step")
     warmup_steps: int = Field(0, ge=0, description="optimiser steps of linear warm-up")
+    value_warmup_steps: int = Field(
+        0, ge=0, description="first PPO iterations that train only the value head (the policy's lr is 0)"
+    )
     max_grad_norm: float = Field(0.01, gt=0, description="gradient clipping (reference 0.01)")
     probe_every: int = Field(20, ge=0, description="probe and checkpoint every N steps and at the end (0: no probes, one checkpoint at the end)")
     probe: dict = Field(default_factory=dict, description="spindoctor.probes.ProbeConfig fields")
