@@ -93,8 +93,9 @@ class SFTRunConfig(BaseModel):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # measured on the organism prototype: lr 5e-4, batch 32, 400 steps
-    "organism": {"fmt": "compact", "lr": 5e-4, "batch_size": 32, "steps": 400, "max_length": 128},
+    # organism: batch 32, 400 steps; lr 1e-3 (docs/organism-ablation.md: seed-0 base, held-out
+    # ID 28.2% -> 35.2% at the end, OOD peak 6% falling to 0.2% instead of 2.6%)
+    "organism": {"fmt": "compact", "lr": 1e-3, "batch_size": 32, "steps": 400, "max_length": 128},
     # small real chat models with the reference prompt (paper format)
     "chat": {"fmt": "paper", "lr": 1e-5, "batch_size": 16, "steps": 200, "max_length": 1024},
 }
