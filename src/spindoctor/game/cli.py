@@ -144,23 +144,59 @@ def stats(
 
 @app.command()
 def export(
-    out: Annotated[Path, typer.Option(help="Output folder.")],
-    n_train: Annotated[int, typer.Option(help="Training hands (train partition, ID rule).")] = 500,
-    n_probe: Annotated[int, typer.Option(help="Probe hands per split (probe partition).")] = 200,
+    out: Annotated[Path | None, typer.Option(help="Output folder of the dataset exports.")] = None,
+    lm_eval: Annotated[Path | None, typer.Option(
+        "--lm-eval", help="Instead of --out: write lm-evaluation-harness tasks of `spindoctor probe`'s "
+                          "hands into this folder (README, lm-evaluation-harness).")] = None,
+    n_train: Annotated[int, typer.Option(help="Training hands (train partition, ID rule; --out only).")] = 500,
+    n_probe: Annotated[int | None, typer.Option(
+        help="Probe hands per split (--out: 200; --lm-eval: spindoctor probe's --n, 0 every eligible hand).")] = None,
     seed: int = 0,
-    fmt: Annotated[str, typer.Option("--format", help="paper or compact.")] = "paper",
+    fmt: Annotated[str | None, typer.Option("--format", help="paper (default) or compact; --out only "
+                                            "(--lm-eval writes both).")] = None,
     target: int = 24,
-    probe_fraction: Annotated[float, typer.Option(help="Share of hand keys held out for probes.")] = 0.3,
-    parquet: Annotated[bool, typer.Option(help="Also write verl parquet files (needs pyarrow).")] = True,
+    probe_fraction: Annotated[float | None, typer.Option(
+        help="Share of hand keys held out for probes (--out: 0.3; --lm-eval: spindoctor probe's).")] = None,
+    parquet: Annotated[bool, typer.Option(help="Also write verl parquet files (needs pyarrow; --out only).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write SFT pairs, RL prompts, probe sets (jsonl) and verl parquet files."""
+    """Write SFT pairs, RL prompts, probe sets (jsonl) and verl parquet files, or (--lm-eval)
+    lm-evaluation-harness tasks of the probe sets."""
+    if (out is None) == (lm_eval is None):
+        raise UserError("give either --out DIR or --lm-eval DIR")
+    if lm_eval is not None:
+        if fmt is not None:
+            raise UserError("--format applies to --out only; --lm-eval writes both formats")
+        _export_lm_eval(lm_eval, n_probe, seed, target, probe_fraction, as_json)
+        return
     from spindoctor.game.export import export_all
 
-    _check_choice("format", fmt, FORMATS)
+    fmt = _check_choice("format", fmt or "paper", FORMATS)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    counts = export_all(out, n_train=n_train, n_probe=n_probe, seed=seed, fmt=fmt,  # type: ignore[arg-type]
-                        target=target, probe_fraction=probe_fraction, parquet=parquet)
+    counts = export_all(out, n_train=n_train, n_probe=200 if n_probe is None else n_probe, seed=seed,
+                        fmt=fmt,  # type: ignore[arg-type]
+                        target=target, probe_fraction=0.3 if probe_fraction is None else probe_fraction,
+                        parquet=parquet)
     text = "\n".join(f"{out / name}: {n} rows" for name, n in counts.items())
     _emit({"out": str(out), "files": counts}, as_json, text)
+
+
+def _export_lm_eval(folder: Path, n: int | None, seed: int, target: int, probe_fraction: float | None,
+                    as_json: bool) -> None:
+    """``game export --lm-eval``: the probe sets of :class:`ProbeConfig` (unset options keep its
+    defaults) as lm-evaluation-harness tasks (docs/design.md, "lm-evaluation-harness")."""
+    from spindoctor.probes.core import ProbeConfig
+    from spindoctor.probes.lmeval import check_lm_eval_dir, export_lm_eval
+
+    values: dict = {"seed": seed, "target": target}
+    if n is not None:
+        values["n"] = n if n > 0 else None  # 0: every eligible hand, as `spindoctor probe --n 0`
+    if probe_fraction is not None:
+        values["probe_fraction"] = probe_fraction
+    cfg = ProbeConfig(**values)
+    check_lm_eval_dir(folder)  # refused before any hand is dealt
+    counts = export_lm_eval(folder, cfg)
+    text = "\n".join(f"{folder / name}: {rows} rows" for name, rows in counts.items())
+    text += f"\nrun: lm_eval --include_path {folder} --tasks generalpoints ... (README, lm-evaluation-harness)"
+    _emit({"lm_eval": str(folder), "files": counts}, as_json, text)
