@@ -68,6 +68,10 @@ def _register() -> None:
 
     app.command(name="arena")(arena)
 
+    from spindoctor.report.cli import early_warning_cmd
+
+    app.command(name="early-warning")(early_warning_cmd)
+
 
 _register()
 
