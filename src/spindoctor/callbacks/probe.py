@@ -118,6 +118,18 @@ class OODProbeCallback(MainProcessCallback):
             return self.at_start
         return step % self.every == 0 or (self.at_end and max_steps is not None and step == max_steps)
 
+    def resume(self, rows: Iterable[dict]) -> None:
+        """Continue a resumed run: the ``metrics.jsonl`` rows of this callback's stage written before
+        the resume point mark their steps probed and replay the peak rule (``peaks``, ``best``)."""
+        by_step: dict[int, list[dict]] = {}
+        for row in rows:
+            if row.get("stage") == self.stage:
+                by_step.setdefault(int(row["step"]), []).append(row)
+        for step, step_rows in sorted(by_step.items()):
+            self.done.add(step)
+            self.rows.extend(step_rows)
+            self._update_peak(step, step_rows)
+
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
         check_output_folders(self.out, args)
         if state.global_step == 0 and self.due(0):

@@ -3,10 +3,12 @@
 A trainer's run folder holds ``checkpoint-<step>/`` folders (Hugging Face
 safetensors checkpoints), ``metrics.jsonl`` (probe rows), ``train.jsonl``
 (trainer rows), ``config.yaml`` (the resolved config, written first) and
-``done.json`` (written last). Every other module asks this one for those
-names: the path of a step, the steps present, the last one, whether a folder
-is a checkpoint, and how to write one atomically (a unique temporary folder,
-renamed into place when whole, removed when writing fails). Optimizer state is
+``done.json`` (written last); an unfinished SFT run also holds its latest
+resume state ``resume-<step>/`` (:mod:`spindoctor.training.sft_resume`).
+Every other module asks this one for those names: the path of a step, the
+steps present, the last one, whether a folder is a checkpoint, and how to
+write one atomically (a unique temporary folder, renamed into place when
+whole, removed when writing fails). Optimizer state is
 stored as safetensors plus JSON, never pickled.
 
 Only what this code wrote is ever deleted (docs/design.md, "Run folder"): an
@@ -41,23 +43,33 @@ SELECTION_FILE = "selection.json"
 DRIFT_FILE = "drift.jsonl"  # rows of spindoctor.callbacks.DriftCallback
 OPTIMIZER_FILE = "optimizer.safetensors"
 OPTIMIZER_GROUPS_FILE = "optimizer.json"
+TRAINER_STATE_FILE = "trainer_state.json"  # PPO's own state; an SFT resume state's transformers TrainerState
+RESUME_FILE = "resume.json"  # an SFT resume state: what it resumes and the JSON-able state
+RESUME_TENSORS_FILE = "resume.safetensors"  # an SFT resume state: RNG states and the loss accumulator
 
 _PREFIX = "checkpoint-"
 _STEP_RE = re.compile(r"^checkpoint-(\d+)$")
-# The temporary folder of a checkpoint being written: ``.checkpoint-<step>.<8 chars>.tmp``.
+_RESUME_PREFIX = "resume-"
+_RESUME_RE = re.compile(r"^resume-(\d+)$")
+# The temporary folder of a checkpoint or SFT resume state being written:
+# ``.checkpoint-<step>.<8 chars>.tmp``, ``.resume-<step>.<8 chars>.tmp``.
 # The writer makes hex tokens; older versions used tempfile.mkdtemp's [a-z0-9_]{8}, also matched.
-TEMP_RE = re.compile(r"^\.checkpoint-\d+\.[a-z0-9_]{8}\.tmp$")
+TEMP_RE = re.compile(r"^\.(checkpoint|resume)-\d+\.[a-z0-9_]{8}\.tmp$")
 # Every file a checkpoint writer puts in a checkpoint folder: save_pretrained of the model
 # and tokenizer (transformers 4.x and 5.x names), probe.json (sft), the value head,
-# optimizer state and trainer_state.json (ppo), selection.json. Sharded weights match _SHARD_RE.
+# optimizer state and trainer_state.json (ppo; also an SFT resume state's, with resume.json and
+# resume.safetensors), selection.json. Sharded weights match _SHARD_RE.
 CHECKPOINT_FILES = frozenset({
     "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "chat_template.jinja", "chat_template.json", "vocab.json", "vocab.txt", "merges.txt",
     "tokenizer.model", "spiece.model", PROBE_FILE, SELECTION_FILE, OPTIMIZER_FILE, OPTIMIZER_GROUPS_FILE,
-    "value_head.safetensors", "trainer_state.json",
+    "value_head.safetensors", TRAINER_STATE_FILE, RESUME_FILE, RESUME_TENSORS_FILE,
 })
 _SHARD_RE = re.compile(r"^model-\d+-of-\d+\.safetensors$")
+# Every file of an SFT resume state folder ``resume-<step>/`` (training.sft_resume writes them).
+RESUME_STATE_FILES = frozenset({OPTIMIZER_FILE, OPTIMIZER_GROUPS_FILE, TRAINER_STATE_FILE, RESUME_FILE,
+                                RESUME_TENSORS_FILE})
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
@@ -196,14 +208,52 @@ def writing_checkpoint(run_dir: str | Path, step: int) -> Iterator[Path]:
 
 
 def remove_partial_checkpoints(run_dir: str | Path) -> None:
-    """Delete temporary checkpoint folders a killed writer left in ``run_dir`` (names matching
-    :data:`TEMP_RE` only: a user's ``.checkpoint-notes`` is kept)."""
+    """Delete temporary checkpoint and resume-state folders a killed writer left in ``run_dir``
+    (names matching :data:`TEMP_RE` only: a user's ``.checkpoint-notes`` is kept)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
     for stale in run_dir.iterdir():
         if TEMP_RE.match(stale.name) and stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- SFT resume states
+def resume_path(run_dir: str | Path, step: int) -> Path:
+    """The SFT resume state of step ``step`` in ``run_dir``: ``resume-<step>/`` (beside ``checkpoint-<step>/``)."""
+    return Path(run_dir) / f"{_RESUME_PREFIX}{int(step)}"
+
+
+def list_resume_states(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every ``resume-<step>`` folder in ``run_dir``, in step order."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir()
+             if p.is_dir() and not p.is_symlink() and (m := _RESUME_RE.match(p.name))]
+    return sorted(found)
+
+
+@contextmanager
+def writing_resume_state(run_dir: str | Path, step: int) -> Iterator[Path]:
+    """:func:`writing_folder` for ``resume-<step>`` of ``run_dir``."""
+    with writing_folder(resume_path(run_dir, step)) as tmp:
+        yield tmp
+
+
+def remove_resume_states(run_dir: str | Path, keep: int | None = None) -> None:
+    """Delete the ``resume-<step>`` folders of ``run_dir`` except ``keep``'s; one holding a file
+    no writer makes is kept, with a warning."""
+    for step, folder in list_resume_states(run_dir):
+        if step == keep:
+            continue
+        foreign = sorted(p.name for p in folder.iterdir()
+                         if p.is_symlink() or not p.is_file() or p.name not in RESUME_STATE_FILES)
+        if foreign:
+            warnings.warn(f"kept {folder}: it holds files no resume-state writer makes ({', '.join(foreign[:3])})",
+                          stacklevel=2)
+            continue
+        shutil.rmtree(folder)
 
 
 # ---------------------------------------------------------------- optimizer state (no pickle)

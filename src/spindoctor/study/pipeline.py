@@ -18,12 +18,13 @@ from spindoctor.study import runfolder
 from spindoctor.study.config import StudyConfig, check_base_path
 from spindoctor.study.fingerprint import UPSTREAM, saved_fingerprints, stage_fingerprints
 from spindoctor.study.runfolder import marker, read_json, started
-from spindoctor.study.stages import STAGES, Context
+from spindoctor.study.stages import STAGES, Context, can_resume
 
 __all__ = ["marker", "plan_stages", "run_study"]
 
-# Stages that pick up an interrupted run of the same settings; the others start over.
-RESUMABLE = frozenset({"rl", "drift", "sweeps", "toy", "report"})
+# Stages that pick up an interrupted run of the same settings (SFT when stages.can_resume says it can);
+# the others start over.
+RESUMABLE = frozenset({"sft", "rl", "drift", "sweeps", "toy", "report"})
 
 
 def adopt_legacy(run: Path) -> None:
@@ -47,7 +48,8 @@ def adopt_legacy(run: Path) -> None:
 
 
 def plan_stages(run: Path, fps: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """({stage: ``skip`` | ``resume`` | ``fresh``}, one notice line per finished stage rerun)."""
+    """({stage: ``skip`` | ``resume`` | ``fresh``}, one notice line per finished stage rerun or
+    interrupted stage that cannot resume)."""
     plan: dict[str, str] = {}
     notices = []
     for name in UPSTREAM:
@@ -62,6 +64,9 @@ def plan_stages(run: Path, fps: dict[str, str]) -> tuple[dict[str, str], list[st
             notices.append(f"{name}: finished earlier, rerun because {why}")
         same = begun is not None and begun.get("fingerprint") == fps[name] and done is None
         plan[name] = "resume" if same and name in RESUMABLE and not rerun_inputs else "fresh"
+        if plan[name] == "resume" and not can_resume(run, name):
+            plan[name] = "fresh"
+            notices.append(f"{name}: interrupted with no usable resume state; it starts over")
     return plan, notices
 
 

@@ -2,10 +2,10 @@
 
 A stage is a function ``stage(ctx) -> dict`` (its summary, kept in its marker).
 It is only called when its marker is missing or its settings fingerprint changed;
-a stage interrupted half-way is called again and picks up what it can: RL resumes
-from its last checkpoint, drift and sweeps reuse the factorisation cache, base and
-SFT start over (the pipeline empties their folders first, and only folders the
-study started: no stage deletes anything itself).
+a stage interrupted half-way is called again and picks up what it can: SFT resumes
+from its last resume state (bit for bit), RL from its last checkpoint, drift and
+sweeps reuse the factorisation cache, base starts over (the pipeline empties its
+folder first, and only folders the study started: no stage deletes anything itself).
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from pathlib import Path
 
 from spindoctor.errors import UserError
 from spindoctor.io import atomic_write_json
-from spindoctor.models.checkpoints import SELECTION_FILE, checkpoint_path, last_checkpoint
+from spindoctor.models.checkpoints import (
+    DONE_FILE,
+    SELECTION_FILE,
+    checkpoint_path,
+    last_checkpoint,
+)
 from spindoctor.study.config import (
     StudyConfig,
     arena_config,
@@ -98,8 +103,22 @@ def stage_sft(ctx: Context) -> dict:
     from spindoctor.training.sft import run_sft
 
     out = ctx.run / "sft"
-    summary = run_sft(sft_config(ctx.cfg, ctx.base_dir(), out), say=ctx.say if ctx.progress else (lambda *_: None))
-    return {k: summary[k] for k in ("steps", "seconds", "examples") if k in summary}
+    if (out / DONE_FILE).is_file():  # finished before its marker was written (the pipeline planned a resume)
+        summary = json.loads((out / DONE_FILE).read_text())
+    else:  # an interrupted SFT of these settings resumes (the pipeline started it over when it could not)
+        summary = run_sft(sft_config(ctx.cfg, ctx.base_dir(), out), say=ctx.say if ctx.progress else (lambda *_: None),
+                          resume=True)
+    return {k: summary[k] for k in ("steps", "seconds", "examples", "resumed_from") if k in summary}
+
+
+def can_resume(ctx_run: Path, stage: str) -> bool:
+    """Whether an interrupted ``stage`` (one of the pipeline's resumable stages) can go on in its
+    folder; SFT only when its folder holds a usable resume state (or no run, or a finished one)."""
+    if stage != "sft":
+        return True
+    from spindoctor.training.sft_resume import usable
+
+    return usable(ctx_run / "sft")
 
 
 def stage_select(ctx: Context) -> dict:

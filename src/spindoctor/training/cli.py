@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -44,9 +45,12 @@ def sft(
     probe_every: int | None = typer.Option(None, help="steps between probes after the dense phase"),
     report_to: str | None = typer.Option(None, help="comma list: tensorboard,wandb,mlflow or none"),
     threads: int | None = typer.Option(None, help="torch CPU threads"),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="continue an unfinished run of the same config found in --out"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """SFT on the ID rule with ID/OOD probes and a checkpoint at every probe step."""
+    """SFT on the ID rule with ID/OOD probes and a checkpoint at every probe step; an interrupted
+    run resumes from its last probe step when run again with the same settings."""
     from spindoctor.probes.core import ProbeConfig
     from spindoctor.training.sft import resolve_config, run_sft
 
@@ -61,8 +65,24 @@ def sft(
     from spindoctor.models.load import check_model_folder
 
     check_model_folder(base, tokenizer=True, trust_remote_code=cfg.trust_remote_code)
-    summary = run_sft(cfg, say=(lambda s: None) if as_json else typer.echo)
-    _emit(summary, as_json, f"done: {out} ({summary['steps']} steps, {summary['seconds']:.0f} s)")
+    with warnings.catch_warnings():  # restores showwarning
+        warnings.showwarning = _warning_line(warnings.showwarning)
+        summary = run_sft(cfg, say=(lambda s: None) if as_json else typer.echo, resume=resume)
+    resumed = f", resumed from step {summary['resumed_from']}" if "resumed_from" in summary else ""
+    _emit(summary, as_json, f"done: {out} ({summary['steps']} steps, {summary['seconds']:.0f} s{resumed})")
+
+
+def _warning_line(show):
+    """A ``warnings.showwarning`` printing an SFT resume warning as one ``warning:`` line, others as ``show`` does."""
+    from spindoctor.training.sft_resume import ResumeWarning
+
+    def showwarning(message, category, *args, **kwargs):
+        if issubclass(category, ResumeWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return showwarning
 
 
 def select(

@@ -11,12 +11,17 @@ checkpoint folder (:func:`spindoctor.callbacks.checkpoint.save_checkpoint`;
 safetensors, probe numbers in the file metadata and in ``probe.json``) ->
 ``train.jsonl`` (trainer log) and ``done.json``.
 
-The trainer's own checkpointing is off (``save_strategy="no"``): it would
-pickle optimizer state; ours are weights-only safetensors, written to a
-temporary folder and renamed. The trainer's ``output_dir`` is a scratch folder
-this command creates under a unique name (``.trainer.<random>`` in the run
-folder) and deletes when training ends, so a user's own ``.trainer/`` is never
-touched (docs/design.md, "Run folder").
+The trainer's own checkpoint files are pickles, so it never writes them: at
+the probe steps its save hook writes a resume state ``resume-<step>/`` instead
+(optimizer, scheduler, RNG and trainer state as safetensors and JSON;
+:mod:`spindoctor.training.sft_state`), and a rerun into the same folder with the
+same config resumes from the newest one, bit for bit as if never stopped
+(:mod:`spindoctor.training.sft_resume`). The checkpoints themselves are
+weights-only safetensors, written to a temporary folder and renamed. The
+trainer's ``output_dir`` is a scratch folder this command creates under a
+unique name (``.trainer.<random>`` in the run folder) and deletes when
+training ends, so a user's own ``.trainer/`` is never touched
+(docs/design.md, "Run folder").
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,9 +44,8 @@ from spindoctor.io import atomic_write_json, atomic_write_jsonl, atomic_write_te
 from spindoctor.models.checkpoints import (
     CONFIG_FILE,
     DONE_FILE,
-    METRICS_FILE,
     TRAIN_LOG_FILE,
-    has_checkpoints,
+    remove_resume_states,
 )
 from spindoctor.probes.core import ProbeConfig
 from spindoctor.probes.sets import (
@@ -156,42 +160,58 @@ def make_probe_callback(cfg: SFTRunConfig, tokenizer: Any, out: Path, say: Any =
                             stage="sft", say=say)
 
 
-def run_sft(cfg: SFTRunConfig, say: Any = print) -> dict:
-    """Run SFT as configured; returns the summary also written to ``done.json``."""
+def run_sft(cfg: SFTRunConfig, say: Any = print, resume: bool = True, callbacks: Sequence[Any] = ()) -> dict:
+    """Run SFT as configured; returns the summary also written to ``done.json``.
+
+    ``out`` may be new, or hold an unfinished run of the same config, which resumes from
+    its newest usable resume state (``resume=False`` refuses it; a finished run, or one of
+    another config, is refused either way: :func:`spindoctor.training.sft_resume.check_existing`).
+    ``callbacks``: more trainer callbacks, called after the probe callback.
+    """
     from datasets import Dataset
 
     from spindoctor.devices import set_torch_threads
     from spindoctor.models.load import load_causal_lm
+    from spindoctor.training import sft_resume
 
     out = Path(cfg.out)
-    if (out / METRICS_FILE).exists() or has_checkpoints(out):
-        raise UserError(f"out {out} already holds an SFT run; choose another folder")
+    point = sft_resume.find_point(out) if sft_resume.check_existing(cfg, out, resume) else None
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    sft_resume.remove_stale_scratch(out)
+    if point is not None:
+        sft_resume.prepare(out, point, probe_steps(cfg), list(cfg.probe.splits))
+        say(f"resuming from step {point.step} ({point.folder.name}, {point.checkpoint.name})")
     set_torch_threads(cfg.threads)
-    model, tokenizer = load_causal_lm(cfg.base, cfg.trust_remote_code)
+    model, tokenizer = load_causal_lm(cfg.base if point is None else point.checkpoint, cfg.trust_remote_code)
     conversational = bool(getattr(tokenizer, "chat_template", None)) and cfg.fmt == "paper"
     if cfg.fmt == "paper" and not conversational:
         say("note: the tokenizer has no chat template; paper prompts are used as plain text")
     dataset = Dataset.from_list(build_dataset_rows(cfg, conversational))
     scratch = Path(tempfile.mkdtemp(prefix=".trainer.", dir=out))  # ours alone: deleted whole at the end
     try:
-        seconds, log_history = _train(cfg, model, tokenizer, dataset, scratch, say)
+        seconds, log_history = _train(cfg, model, tokenizer, dataset, scratch, say, point, callbacks)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     atomic_write_jsonl(out / TRAIN_LOG_FILE, [r for r in log_history if "loss" in r])
-    summary = {"steps": cfg.steps, "seconds": seconds, "probe_steps": probe_steps(cfg),
-               "examples": len(dataset)}
+    summary = {"steps": cfg.steps, "seconds": seconds, "probe_steps": probe_steps(cfg), "examples": len(dataset)}
+    if point is not None:
+        summary["resumed_from"] = point.step
     atomic_write_json(out / DONE_FILE, summary)
+    remove_resume_states(out)  # a finished run needs none
     return summary
 
 
-def _train(cfg: SFTRunConfig, model: Any, tokenizer: Any, dataset: Any, scratch: Path,
-           say: Any) -> tuple[float, list[dict]]:
-    """TRL ``SFTTrainer`` with the probe callback, its ``output_dir`` in ``scratch``;
-    returns (seconds, the trainer's log history)."""
+def _train(cfg: SFTRunConfig, model: Any, tokenizer: Any, dataset: Any, scratch: Path, say: Any,
+           point: Any = None, callbacks: Sequence[Any] = ()) -> tuple[float, list[dict]]:
+    """TRL ``SFTTrainer`` with the probe callback and the resume-state keeper
+    (:mod:`spindoctor.training.sft_state`), its ``output_dir`` in ``scratch``, resumed from
+    ``point`` (a :class:`~spindoctor.training.sft_resume.ResumePoint`) when given; returns
+    (training seconds of the whole run, the trainer's log history)."""
     import torch
     from trl import SFTConfig, SFTTrainer
+
+    from spindoctor.training.sft_state import SFTStateCallback, resumable_trainer
 
     out = Path(cfg.out)
     args = SFTConfig(
@@ -205,8 +225,12 @@ def _train(cfg: SFTRunConfig, model: Any, tokenizer: Any, dataset: Any, scratch:
         dataloader_num_workers=0, disable_tqdm=False, bf16=cfg.bf16,
         activation_checkpointing=cfg.gradient_checkpointing,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[make_probe_callback(cfg, tokenizer, out, say)])
-    start = time.perf_counter()
-    trainer.train()
-    return time.perf_counter() - start, trainer.state.log_history
+    probe = make_probe_callback(cfg, tokenizer, out, say)
+    keeper = SFTStateCallback(out, [s for s in probe_steps(cfg) if s < cfg.steps], point)
+    if point is not None:
+        probe.resume(point.rows)
+    trainer = resumable_trainer(SFTTrainer)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                            callbacks=[probe, *callbacks, keeper])
+    keeper.bind(trainer)
+    trainer.train(resume_from_checkpoint=None if point is None else str(point.folder))
+    return keeper.seconds(), trainer.state.log_history
