@@ -139,3 +139,24 @@ def test_the_trainer_scratch_folder_is_its_own_and_a_users_trainer_folder_is_kep
     assert not scratch.exists() and not [p for p in out.iterdir() if p.name.startswith(".trainer.")]
     assert (out / ".trainer" / "notes.txt").read_text() == "mine"
     assert (out / "done.json").exists() == (outcome == "finished")
+
+
+def test_tensorboard_logs_land_in_the_run_folder_and_hold_the_probes(tiny_organism_dir, tmp_path, monkeypatch):
+    """The trainer's default log dir lies in its scratch folder, deleted at the end: the run
+    keeps its event files under out/tensorboard (probe numbers and the training loss)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    out = tmp_path / "sft"
+    cfg = resolve_config("organism", base=str(tiny_organism_dir), out=str(out), steps=2, batch_size=4,
+                         dense_until=2, dense_every=2, threads=1, report_to=["tensorboard"],
+                         probe=ProbeConfig(n=3, max_new_tokens=8))
+    run_sft(cfg, say=lambda s: None)
+    events = sorted((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and not list(out.glob(".trainer.*"))
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "train/loss" in tags
+    assert any("probe" in tag and tag.endswith("acc") for tag in tags), tags

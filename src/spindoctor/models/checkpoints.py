@@ -41,6 +41,7 @@ DONE_FILE = "done.json"
 PROBE_FILE = "probe.json"
 SELECTION_FILE = "selection.json"
 DRIFT_FILE = "drift.jsonl"  # rows of spindoctor.callbacks.DriftCallback
+TENSORBOARD_DIR = "tensorboard"  # event files of `spindoctor sft --report-to tensorboard`
 OPTIMIZER_FILE = "optimizer.safetensors"
 OPTIMIZER_GROUPS_FILE = "optimizer.json"
 TRAINER_STATE_FILE = "trainer_state.json"  # PPO's own state; an SFT resume state's transformers TrainerState

@@ -44,6 +44,7 @@ from spindoctor.io import atomic_write_json, atomic_write_jsonl, atomic_write_te
 from spindoctor.models.checkpoints import (
     CONFIG_FILE,
     DONE_FILE,
+    TENSORBOARD_DIR,
     TRAIN_LOG_FILE,
     remove_resume_states,
 )
@@ -202,6 +203,17 @@ def run_sft(cfg: SFTRunConfig, say: Any = print, resume: bool = True, callbacks:
     return summary
 
 
+def keep_tensorboard_logs(trainer: Any, out: Path) -> None:
+    """Point the trainer's TensorBoard writer at ``out/tensorboard`` (its default lies under the
+    trainer's scratch ``output_dir``, deleted when training ends); a ``TENSORBOARD_LOGGING_DIR``
+    the user set wins."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(out / TENSORBOARD_DIR)
+
+
 def _train(cfg: SFTRunConfig, model: Any, tokenizer: Any, dataset: Any, scratch: Path, say: Any,
            point: Any = None, callbacks: Sequence[Any] = ()) -> tuple[float, list[dict]]:
     """TRL ``SFTTrainer`` with the probe callback and the resume-state keeper
@@ -232,5 +244,6 @@ def _train(cfg: SFTRunConfig, model: Any, tokenizer: Any, dataset: Any, scratch:
     trainer = resumable_trainer(SFTTrainer)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                             callbacks=[probe, *callbacks, keeper])
     keeper.bind(trainer)
+    keep_tensorboard_logs(trainer, out)
     trainer.train(resume_from_checkpoint=None if point is None else str(point.folder))
     return keeper.seconds(), trainer.state.log_history
