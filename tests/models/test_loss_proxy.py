@@ -91,7 +91,8 @@ def test_loss_matches_float64_reference(tiny_organism_dir, max_logits, hide_keep
     assert math.isfinite(got)
 
 
-def test_each_pass_keeps_only_the_logits_it_scores(tiny_organism_dir):
+@pytest.mark.parametrize("fast", [False, True], ids=["plain-path", "prefix-path"])
+def test_each_pass_keeps_only_the_logits_it_scores(tiny_organism_dir, fast):
     from spindoctor.models.load import load_causal_lm
 
     model, tok = load_causal_lm(tiny_organism_dir)
@@ -101,7 +102,9 @@ def test_each_pass_keeps_only_the_logits_it_scores(tiny_organism_dir):
     prompt = tok("R10 J 5 2 2 =24:")["input_ids"]
     seqs = [(prompt + [5] * k, len(prompt)) for k in (3, 4, 5, 6)]
     vocab = model.get_output_embeddings().weight.shape[0]
-    teacher_forced_nll(model, tok, seqs, 256, max_logits=2 * 7 * vocab)
+    teacher_forced_nll(model, tok, seqs, 256, max_logits=2 * 7 * vocab, fast=fast)
     # completion of up to 6 tokens: 7 kept positions (the prompt's last one predicts the first);
-    # the budget fits two rows of 7 positions
-    assert shapes == [(2, 5, vocab), (2, 7, vocab)]
+    # the budget fits two rows of 7 positions; the prefix path first runs each group's shared
+    # prefix on one row, keeping one logit
+    scored = [(2, 5, vocab), (2, 7, vocab)]
+    assert shapes == ([(1, 1, vocab), scored[0], (1, 1, vocab), scored[1]] if fast else scored)

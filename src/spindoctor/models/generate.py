@@ -3,7 +3,10 @@
 Generation goes through ``model.generate`` (KV cache on) on left-padded
 batches, so every prompt's last token sits in the final column; HF derives the
 position ids from the attention mask. Prompts are sorted by length before
-batching (less padding) and answers are returned in the input order.
+batching (less padding) and answers are returned in the input order. By
+default each batch's shared prompt prefix runs once (:mod:`spindoctor.models.prefix`;
+``fast=False`` keeps the plain path), and :func:`generate_and_score` also reads
+the loss proxy off the answers' prompt caches.
 
 Chats are rendered with the tokenizer's chat template when it has one (the
 ``paper`` format, one user turn, no system prompt: docs/design.md, GeneralPoints);
@@ -62,40 +65,104 @@ def generate_texts(
     top_p: float = 1.0,
     add_special_tokens: bool = True,
     on_batch: Done | None = None,
+    fast: bool = True,
 ) -> list[str]:
     """Generate one completion per prompt (decoded new tokens, special tokens dropped).
 
-    ``on_batch(prompts done, prompts in all)`` is called after each batch (progress bars).
+    Parameters
+    ----------
+    prompts : rendered prompts (:func:`render_chat`)
+    max_new_tokens, batch_size : new tokens per answer; most prompts per ``generate`` call
+    do_sample, temperature, top_p : sampling (greedy when ``do_sample`` is False)
+    add_special_tokens : passed to the tokenizer (False for chat-templated text)
+    on_batch : called as ``on_batch(prompts done, prompts in all)`` after each batch (progress bars)
+    fast : the prefix path (:mod:`spindoctor.models.prefix`: the batch's shared prompt prefix
+        run once, a buffered KV cache) where the model supports it; False: the plain path
+        (one left-padded ``generate`` per batch). Both batch the same prompts.
+
+    Returns
+    -------
+    list of str, one per prompt, in input order.
     """
+    settings = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "add_special_tokens": add_special_tokens,
+                "on_batch": on_batch, "fast": fast, **_decoding_kwargs(do_sample, temperature, top_p)}
+    return _generate(model, tokenizer, prompts, None, 0, **settings)[0]
+
+
+def generate_and_score(
+    model: Any, tokenizer: Any, prompts: list[str], completions: list[list[int]], *, max_new_tokens: int,
+    batch_size: int, max_logits: int, add_special_tokens: bool = True, on_batch: Done | None = None,
+    do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+) -> tuple[list[str], list[tuple[float, int]]]:
+    """:func:`generate_texts` on the prefix path, and the teacher-forced loss of ``completions``
+    read off each batch's prompt cache (:func:`spindoctor.models.prefix.score_continuations`):
+    the prompts run once for both.
+
+    Parameters
+    ----------
+    completions : token ids scored after each prompt's tokens (as :func:`sequence_nll` scores
+        ``prompt ids + completion`` from the completion start)
+    max_logits : most logits (elements) per scoring pass
+
+    Returns
+    -------
+    (texts, scores): the answers, and each completion's summed NLL (nats) and token count, in
+    input order. Callers check :func:`spindoctor.models.prefix.fast_path_supported` first.
+    """
+    settings = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "add_special_tokens": add_special_tokens,
+                "on_batch": on_batch, "fast": True, **_decoding_kwargs(do_sample, temperature, top_p)}
+    texts, scores = _generate(model, tokenizer, prompts, completions, max_logits, **settings)
+    return texts, scores
+
+
+def _generate(model: Any, tokenizer: Any, prompts: list[str], completions: list[list[int]] | None,
+              max_logits: int, *, max_new_tokens: int, batch_size: int, add_special_tokens: bool,
+              on_batch: Done | None, fast: bool, **kwargs: Any) -> tuple[list[str], list[tuple[float, int]]]:
+    """The batching loop of :func:`generate_texts` and :func:`generate_and_score`."""
     import torch
 
+    from spindoctor.models.prefix import fast_path_supported, generate_rows
+
     ensure_pad_token(tokenizer)
+    kwargs.update(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[str] = [""] * len(prompts)
-    kwargs: dict[str, Any] = {"do_sample": do_sample}
-    if do_sample:
-        kwargs.update(temperature=temperature, top_p=top_p)
-    else:  # greedy: neutralise sampling fields a checkpoint's generation_config may carry
-        kwargs.update(temperature=None, top_p=None, top_k=None)
+    scores: list[tuple[float, int]] = [(0.0, 0)] * len(prompts)
     device = model_device(model)
+    fast = fast and fast_path_supported(model)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        enc = tokenizer(
-            [prompts[i] for i in idx], return_tensors="pt", padding=True,
-            padding_side="left", add_special_tokens=add_special_tokens,
-        )
-        with torch.inference_mode():
-            gen = model.generate(
-                input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                max_new_tokens=max_new_tokens, use_cache=True,
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **kwargs,
-            )
-        texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        for i, text in zip(idx, texts, strict=True):
+        batch = [prompts[i] for i in idx]
+        if fast:
+            rows = tokenizer(batch, add_special_tokens=add_special_tokens)["input_ids"]
+            done = None if completions is None else [completions[i] for i in idx]
+            new, scored = generate_rows(model, rows, device, max_new_tokens, done, max_logits, **kwargs)
+            for i, score in zip(idx, scored or [], strict=False):
+                scores[i] = score
+        else:
+            enc = tokenizer(batch, return_tensors="pt", padding=True, padding_side="left",
+                            add_special_tokens=add_special_tokens)
+            with torch.inference_mode():
+                gen = model.generate(input_ids=enc["input_ids"].to(device),
+                                     attention_mask=enc["attention_mask"].to(device),
+                                     max_new_tokens=max_new_tokens, use_cache=True, **kwargs)
+            new = gen[:, enc["input_ids"].shape[1] :]
+        for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
             out[i] = text
         if on_batch:
             on_batch(start + len(idx), len(prompts))
-    return out
+    return out, scores
+
+
+def _decoding_kwargs(do_sample: bool, temperature: float, top_p: float) -> dict[str, Any]:
+    """``model.generate`` sampling settings, or greedy ones (greedy neutralises the sampling
+    fields a checkpoint's generation_config may carry)."""
+    kwargs: dict[str, Any] = {"do_sample": do_sample}
+    if do_sample:
+        kwargs.update(temperature=temperature, top_p=top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
 
 
 def completion_token_ids(tokenizer: Any, prompt_messages: list[Message], completion: str) -> tuple[list[int], int]:
@@ -162,19 +229,19 @@ def _vocab_size(model: Any, tokenizer: Any) -> int:
 
 def teacher_forced_nll(
     model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int, max_logits: int,
-    on_batch: Done | None = None,
+    on_batch: Done | None = None, fast: bool = True,
 ) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of the completion tokens, and their count.
 
     The sums of :func:`sequence_nll` over every sequence; see there.
     """
-    per_sequence = sequence_nll(model, tokenizer, sequences, batch_size, max_logits, on_batch)
+    per_sequence = sequence_nll(model, tokenizer, sequences, batch_size, max_logits, on_batch, fast=fast)
     return sum(nll for nll, _ in per_sequence), sum(count for _, count in per_sequence)
 
 
 def sequence_nll(
     model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], batch_size: int, max_logits: int,
-    on_batch: Done | None = None,
+    on_batch: Done | None = None, fast: bool = True,
 ) -> list[tuple[float, int]]:
     """Negative log-likelihood (nats) of each sequence's completion tokens, and their count.
 
@@ -191,6 +258,9 @@ def sequence_nll(
     batch_size : most sequences per forward pass
     max_logits : most logits (elements) per pass (``ProbeConfig.loss_max_logits``)
     on_batch : called as ``on_batch(sequences done, sequences in all)`` after each pass
+    fast : run a group's shared prefix once (:func:`spindoctor.models.prefix.forward_rows`)
+        where the model supports it; False: one plain right-padded pass per group.
+        The losses agree to float rounding.
 
     Returns
     -------
@@ -199,44 +269,75 @@ def sequence_nll(
         summed over sequences, their ratio is the mean per-token loss (the
         paper's cheap loss proxy; docs/design.md, "Probes").
     """
-    import inspect
-
-    import torch
-    import torch.nn.functional as F
+    from spindoctor.models.prefix import fast_path_supported, forward_rows
 
     ensure_pad_token(tokenizer)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
     finished, device = 0, model_device(model)
-    keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
+    fast = fast and fast_path_supported(model)
     groups = loss_groups([len(ids) for ids, _ in sequences], [b for _, b in sequences], batch_size, max_logits,
                          _vocab_size(model, tokenizer))
     for group in groups:
         chunk = [sequences[i] for i in group]
-        width = max(len(ids) for ids, _ in chunk)
         first = min(max(begin, 1) for _, begin in chunk) - 1  # earliest position whose logits score a token
-        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        target_mask = torch.zeros((len(chunk), width), dtype=torch.bool)
-        for row, (seq, begin) in enumerate(chunk):  # right padding: natural positions
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-            target_mask[row, max(begin, 1) : len(seq)] = True
-        kwargs = {"logits_to_keep": width - first} if keep_arg else {}
-        with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False, **kwargs).logits
-            logits = logits[:, -(width - first) :]  # column j is position first + j, predicting token first + j + 1
-            scored = target_mask[:, first + 1 :].to(device)
-            picked = logits[:, :-1][scored].float()
-            token_nll = F.cross_entropy(picked, ids[:, first + 1 :].to(device)[scored], reduction="none")
-            rows = scored.nonzero()[:, 0]  # row of each scored token, in the order of token_nll
-            nll = torch.zeros(len(chunk), dtype=torch.float64, device=device).index_add_(0, rows, token_nll.double())
-            counts = scored.sum(1)
-        for row, i in enumerate(group):
-            out[i] = (float(nll[row]), int(counts[row]))
+        if fast:
+            logits, width = forward_rows(model, chunk, device, tokenizer.pad_token_id, first)
+        else:
+            logits, width = _plain_logits(model, chunk, device, tokenizer.pad_token_id, first)
+        for i, scored in zip(group, _score(logits, chunk, width, first), strict=True):
+            out[i] = scored
         finished += len(group)
         if on_batch:
             on_batch(finished, len(sequences))
     return out
+
+
+def _plain_logits(model: Any, chunk: list[tuple[list[int], int]], device: Any, pad_id: int, first: int
+                  ) -> tuple[Any, int]:
+    """Logits of positions ``first ..`` of one right-padded pass over the whole sequences
+    (``(B, width - first, V)``) and the padded width."""
+    import inspect
+
+    import torch
+
+    width = max(len(ids) for ids, _ in chunk)
+    ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for row, (seq, _) in enumerate(chunk):  # right padding: natural positions
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+    kwargs = {"logits_to_keep": width - first} if keep else {}
+    with torch.inference_mode():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False, **kwargs).logits
+    return logits[:, -(width - first) :], width
+
+
+def _score(logits: Any, chunk: list[tuple[list[int], int]], width: int, first: int) -> list[tuple[float, int]]:
+    """Summed NLL (float64) and count of each row's scored tokens.
+
+    Parameters
+    ----------
+    logits : ``(B, width - first, V)``; column j is position ``first + j``, predicting token ``first + j + 1``
+    chunk : (token ids, completion start) of each row
+    """
+    import torch
+    import torch.nn.functional as F
+
+    device = logits.device
+    targets = torch.zeros((len(chunk), width), dtype=torch.long)
+    scored = torch.zeros((len(chunk), width), dtype=torch.bool)
+    for row, (seq, begin) in enumerate(chunk):
+        targets[row, : len(seq)] = torch.tensor(seq)
+        scored[row, max(begin, 1) : len(seq)] = True
+    with torch.inference_mode():
+        keep = scored[:, first + 1 :].to(device)
+        token_nll = F.cross_entropy(logits[:, :-1][keep].float(), targets[:, first + 1 :].to(device)[keep],
+                                    reduction="none")
+        rows = keep.nonzero()[:, 0]  # row of each scored token, in the order of token_nll
+        nll = torch.zeros(len(chunk), dtype=torch.float64, device=device).index_add_(0, rows, token_nll.double())
+        counts = keep.sum(1)
+    return [(float(nll[row]), int(counts[row])) for row in range(len(chunk))]
 
 
 def sample_responses(

@@ -40,11 +40,13 @@ from spindoctor.game.formats import FormatName, parse_response, render_prompt, r
 from spindoctor.models.generate import (
     Done,
     completion_token_ids,
+    generate_and_score,
     generate_texts,
     has_chat_template,
     render_chat,
     sequence_nll,
 )
+from spindoctor.models.prefix import fast_path_supported
 from spindoctor.probes.sets import (
     DEFAULT_PROBE_FRACTION,
     flush_solution_cache,
@@ -172,14 +174,44 @@ def _first_messages(cfg: ProbeConfig, hand: Hand) -> list[dict[str, str]]:
     return [{"role": "user", "content": render_prompt(cfg.fmt, hand.cards, hand.rule, hand.target)}]
 
 
-def _answer(model: Any, tokenizer: Any, cfg: ProbeConfig, chats: list[list[dict]], on_batch: Done | None = None
-            ) -> list[str]:
+def _answer(model: Any, tokenizer: Any, cfg: ProbeConfig, chats: list[list[dict]], on_batch: Done | None = None,
+            fast: bool = True) -> list[str]:
     prompts = [render_chat(tokenizer, msgs) for msgs in chats]
     return generate_texts(
         model, tokenizer, prompts, max_new_tokens=cfg.new_tokens(), batch_size=cfg.batch_size,
         do_sample=cfg.mode == "sample", temperature=cfg.temperature, top_p=cfg.top_p,
-        add_special_tokens=not has_chat_template(tokenizer), on_batch=on_batch,
+        add_special_tokens=not has_chat_template(tokenizer), on_batch=on_batch, fast=fast,
     )
+
+
+def _gold_sequences(tokenizer: Any, cfg: ProbeConfig, hands: list[Hand]) -> list[tuple[list[int], int]]:
+    """Token ids of each hand's first prompt + its seeded gold solution, and the completion start."""
+    return [completion_token_ids(tokenizer, _first_messages(cfg, h), render_response(
+        cfg.fmt, h.cards, h.rule, gold_formula(h, cfg.seed), h.target)) for h in hands]
+
+
+def _first_answers(model: Any, tokenizer: Any, cfg: ProbeConfig, hands: list[Hand], progress: Progress | None,
+                   split: str, fast: bool) -> tuple[list[str], list[tuple[float, int]] | None]:
+    """The first answers and, on the prefix path, the loss proxy's per-hand (NLL, tokens) read
+    off the same prompt caches (:func:`generate_and_score`); None where the loss runs apart
+    (plain path, loss off, or a gold sequence whose prompt tokens differ from the prompt's own)."""
+    chats = [_first_messages(cfg, h) for h in hands]
+    on_answers = _phase(progress, f"{split} answers")
+    if not (fast and cfg.loss and hands and fast_path_supported(model)):
+        return _answer(model, tokenizer, cfg, chats, on_answers, fast), None
+    special = not has_chat_template(tokenizer)
+    prompts = [render_chat(tokenizer, c) for c in chats]
+    seqs = _gold_sequences(tokenizer, cfg, hands)
+    own = tokenizer(prompts, add_special_tokens=special)["input_ids"]
+    if any(begin != len(p) or ids[:begin] != p for (ids, begin), p in zip(seqs, own, strict=True)):
+        return _answer(model, tokenizer, cfg, chats, on_answers, fast), None
+    answers, scores = generate_and_score(
+        model, tokenizer, prompts, [ids[begin:] for ids, begin in seqs], max_new_tokens=cfg.new_tokens(),
+        batch_size=cfg.batch_size, max_logits=cfg.loss_max_logits, add_special_tokens=special,
+        on_batch=on_answers, do_sample=cfg.mode == "sample", temperature=cfg.temperature, top_p=cfg.top_p)
+    if progress:
+        progress(f"{split} loss", len(hands), len(hands))
+    return answers, scores
 
 
 def _phase(progress: Progress | None, label: str) -> Done | None:
@@ -188,7 +220,8 @@ def _phase(progress: Progress | None, label: str) -> Done | None:
 
 
 def _episodes(model: Any, tokenizer: Any, cfg: ProbeConfig, hands: list[Hand], first: list[str],
-              first_ok: list[bool], progress: Progress | None = None, split: str = "") -> list[bool]:
+              first_ok: list[bool], progress: Progress | None = None, split: str = "", fast: bool = True
+              ) -> list[bool]:
     """Turn-batched sequential revision: every unfinished episode answers in one batch per turn."""
     chats = [_first_messages(cfg, h) + [{"role": "assistant", "content": a}] for h, a in zip(hands, first, strict=True)]
     done = list(first_ok)
@@ -199,20 +232,28 @@ def _episodes(model: Any, tokenizer: Any, cfg: ProbeConfig, hands: list[Hand], f
         for i in active:
             _, verdict = judge_response(cfg.fmt, chats[i][-1]["content"], hands[i])
             chats[i].append({"role": "user", "content": feedback_text(verdict)})
-        answers = _answer(model, tokenizer, cfg, [chats[i] for i in active], _phase(progress, f"{split} turn {turn + 1}"))
+        answers = _answer(model, tokenizer, cfg, [chats[i] for i in active], _phase(progress, f"{split} turn {turn + 1}"),
+                          fast)
         for i, answer in zip(active, answers, strict=True):
             chats[i].append({"role": "assistant", "content": answer})
             done[i] = judge_response(cfg.fmt, answer, hands[i])[1].correct
     return done
 
 
-def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str, progress: Progress | None = None
-                ) -> ProbeResult:
-    """Probe one split (model already in eval mode); ``progress(phase, done, total)`` after each batch."""
+def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str, progress: Progress | None = None,
+                fast: bool = True) -> ProbeResult:
+    """Probe one split (model already in eval mode); ``progress(phase, done, total)`` after each batch.
+
+    ``fast`` runs generation and the loss through the shared-prefix path
+    (:mod:`spindoctor.models.prefix`; the loss is read off the answers' prompt caches,
+    in their batches, at most ``loss_max_logits`` logits per pass); False keeps the plain
+    path (``bench/probe.py`` compares the two). Both give the same answers and losses up
+    to float rounding.
+    """
     start = time.perf_counter()
     hands = probe_hands(split, cfg.n, cfg.seed, target=cfg.target, probe_fraction=cfg.probe_fraction,
                         salt=cfg.salt, ood_partition=cfg.ood_partition)
-    answers = _answer(model, tokenizer, cfg, [_first_messages(cfg, h) for h in hands], _phase(progress, f"{split} answers"))
+    answers, per_seq = _first_answers(model, tokenizer, cfg, hands, progress, split, fast)
     correct, rewards, formed, values_ok, counts, samples = [], [], 0, 0, {}, []
     for hand, answer in zip(hands, answers, strict=True):
         parsed = parse_response(cfg.fmt, answer)
@@ -233,15 +274,14 @@ def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str, progre
     result.reward = sum(rewards) / n if n else None
     result.per_hand = {"digest": hands_digest(hands), "correct": _bits(correct), "reward": rewards, "loss": None}
     if cfg.max_turns > 1:
-        done = _episodes(model, tokenizer, cfg, hands, answers, correct, progress, split)
+        done = _episodes(model, tokenizer, cfg, hands, answers, correct, progress, split, fast)
         result.episode_acc = sum(done) / n
         result.episode_acc_se = binomial_se(result.episode_acc, n)
         result.per_hand["episode_correct"] = _bits(done)
     if cfg.loss and n:
-        seqs = [completion_token_ids(tokenizer, _first_messages(cfg, h), render_response(
-            cfg.fmt, h.cards, h.rule, gold_formula(h, cfg.seed), h.target)) for h in hands]
-        per_seq = sequence_nll(model, tokenizer, seqs, cfg.loss_batch_size, cfg.loss_max_logits,
-                               _phase(progress, f"{split} loss"))
+        if per_seq is None:
+            per_seq = sequence_nll(model, tokenizer, _gold_sequences(tokenizer, cfg, hands), cfg.loss_batch_size,
+                                   cfg.loss_max_logits, _phase(progress, f"{split} loss"), fast=fast)
         total, count = sum(nll for nll, _ in per_seq), sum(c for _, c in per_seq)
         result.loss, result.loss_tokens = total / max(count, 1), count
         result.per_hand["loss"] = [round(nll / c, 6) if c else None for nll, c in per_seq]
@@ -249,12 +289,13 @@ def probe_split(model: Any, tokenizer: Any, cfg: ProbeConfig, split: str, progre
     return result
 
 
-def probe_model(model: Any, tokenizer: Any, cfg: ProbeConfig, progress: Progress | None = None
-                ) -> dict[str, ProbeResult]:
+def probe_model(model: Any, tokenizer: Any, cfg: ProbeConfig, progress: Progress | None = None,
+                fast: bool = True) -> dict[str, ProbeResult]:
     """Probe every split of ``cfg``; the model is put in eval mode and its mode restored after.
 
     ``progress(phase, done, total)``, when given, is called after each generation batch and
     loss pass (phases such as ``"ood answers"``, ``"ood turn 2"``, ``"ood loss"``).
+    ``fast``: see :func:`probe_split`.
 
     Returns
     -------
@@ -271,7 +312,7 @@ def probe_model(model: Any, tokenizer: Any, cfg: ProbeConfig, progress: Progress
             torch.set_num_threads(cfg.threads)
         if cfg.mode == "sample":
             torch.manual_seed(cfg.sample_seed)
-        results = {split: probe_split(model, tokenizer, cfg, split, progress) for split in cfg.splits}
+        results = {split: probe_split(model, tokenizer, cfg, split, progress, fast) for split in cfg.splits}
     finally:
         model.train(was_training)
         torch.set_num_threads(threads)

@@ -57,8 +57,9 @@ def _sft_rows(selection: dict | None) -> list[dict]:
     drop = pairs.get("end_vs_peak", {}).get("ood", {})
     rise = pairs.get("peak_vs_base", {}).get("ood", {})
     gain_id = pairs.get("end_vs_peak", {}).get("id", {})
+    signal = "the OOD loss proxy (accuracy flat)" if (selection or {}).get("signal") == "loss" else "OOD accuracy"
     note = ("the peak is chosen on these same hands, so the drop is somewhat optimistic; "
-            f"select's smoothed shape: {(selection or {}).get('shape', 'n/a')}")
+            f"select's shape: {(selection or {}).get('shape', 'n/a')}, peak placed on {signal}")
     return [
         _row(1, "OOD accuracy, SFT end - OOD peak (paired)", drop.get("acc"), -1, "fraction", note),
         _row(1, "OOD loss proxy, SFT end - OOD peak (paired)", drop.get("loss"), +1, "nats/token"),

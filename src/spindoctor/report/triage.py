@@ -271,6 +271,8 @@ def _reliability_row(sel: dict | None) -> dict | None:
         "symptom": "reliability needed",
         "applies": True,
         "evidence": f"Checkpoints kept: OOD peak (step {sel['peak']['step']}), middle (step "
-                    f"{sel['middle']['step']}), end (step {sel['end']['step']}); curve shape: {sel.get('shape')}.",
+                    f"{sel['middle']['step']}), end (step {sel['end']['step']}); curve shape: {sel.get('shape')}; "
+                    f"selected on OOD {'the loss proxy' if sel.get('signal') == 'loss' else 'accuracy'}"
+                    f"{': ' + sel['why'] if sel.get('why') else ''}.",
         "action": "Keep all three; track ID and OOD through RL (the metrics.jsonl of every rl/ run).",
     }

@@ -98,7 +98,8 @@ def select(
     if window is not None and (window < 1 or window % 2 == 0):
         raise UserError(f"--window must be odd and >= 1, got {window}")
     sel = select_run(run_dir, **{k: v for k, v in {"window": window, "z": z}.items() if v is not None})
-    text = [f"shape: {sel['shape']} (rise {sel['rise_z']:.1f} SE, decline {sel['decline_z']:.1f} SE)"]
+    text = [f"shape: {sel['shape']} (rise {sel['rise_z']:.1f} SE, decline {sel['decline_z']:.1f} SE)",
+            f"signal: {sel['signal']} ({sel['why']})"]
     for name in ("peak", "middle", "end"):
         e = sel[name]
         text.append(f"{name:<6} step {e['step']:>4}  OOD {e['ood_acc']:.3f} ± {e['ood_acc_se']:.3f}"

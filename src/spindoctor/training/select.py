@@ -32,7 +32,16 @@ RULE = """1. **Smoothing.** At each probe point i, pool the OOD successes of the
    with SE = sqrt(se_a^2 + se_b^2) of the pooled proportions. "peak then
    decline" when both are >= ``z`` (2 by default), "decline" when only the
    decline is, "rise" when only the rise is, else "flat" (no difference of z SE).
-5. **Middle.** The probe step nearest to halfway between the peak and the end."""
+5. **Middle.** The probe step nearest to halfway between the peak and the end.
+6. **Signal.** When OOD accuracy is flat within its noise (no probe step's
+   per-hand OOD correctness differs from the first step's or from the best
+   step's by the exact McNemar test at 5%, each pair tested alone), accuracy
+   cannot place a peak: the peak is then the probe step with the lowest OOD
+   loss proxy (earliest on ties), rise and decline are the paired per-hand
+   loss differences of the first and last steps from it over their paired SE,
+   the shape follows them as in 4, and the middle follows from that peak.
+   ``signal`` ("accuracy" or "loss") and ``why`` say which applied. Probe rows
+   without per-hand records keep accuracy."""
 
 
 def wilson_interval(k: float, n: float, z: float = Z95) -> tuple[float, float]:
@@ -93,7 +102,8 @@ def _z_diff(ka: float, na: float, kb: float, nb: float) -> float:
     return (pa - pb) / se
 
 
-def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0) -> dict:
+def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0,
+                      ood_rows: dict[int, dict] | None = None) -> dict:
     """Apply :data:`RULE` to a curve of probe points.
 
     Parameters
@@ -101,12 +111,17 @@ def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0) -> dic
     curve : list of dict
         One entry per probe step with ``step``, ``ood_acc``, ``ood_n`` and
         optionally ``id_acc``, ``id_n``, ``ood_loss``, ``id_loss``; any order.
+    ood_rows : dict, optional
+        The OOD probe rows (``metrics.jsonl``, with ``per_hand``) by step, for
+        step 6 of the rule; without them the signal is accuracy.
 
     Returns
     -------
     dict
         ``peak``, ``end``, ``middle`` (each with step, raw and pooled numbers,
-        Wilson interval and a reason), ``shape``, ``rise_z``, ``decline_z``, ``rule``.
+        Wilson interval and a reason), ``shape``, ``rise_z``, ``decline_z``,
+        ``signal`` ("accuracy" or "loss"), ``why``, ``flatness`` (the test of
+        :func:`spindoctor.training.flat.accuracy_flat`, or None), ``rule``.
     """
     if not curve:
         raise UserError("no OOD probe rows to select from")
@@ -127,6 +142,10 @@ def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0) -> dic
         shape = "rise"
     else:
         shape = "flat"
+    signal, why, flatness, by_loss = _signal(pts, ood_rows, z)
+    if by_loss is not None:
+        ip = next(i for i, p in enumerate(pts) if p["step"] == by_loss["step"])
+        shape, rise, decline = by_loss["shape"], by_loss["rise_z"], by_loss["decline_z"]
     mid_step = (pts[ip]["step"] + pts[last]["step"]) / 2
     im = min(range(ip, last + 1), key=lambda i: (abs(pts[i]["step"] - mid_step), i))
 
@@ -143,13 +162,45 @@ def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0) -> dic
     peak_reason = (f"highest OOD accuracy pooled over {window} neighbouring probes "
                    f"({smooth[ip]:.3f}); {shape}: {rise:.1f} SE above the first probe, "
                    f"{decline:.1f} SE above the last")
+    if by_loss is not None:
+        peak_reason = (f"lowest OOD loss proxy ({by_loss['loss']:.4f} nats/token; OOD accuracy is flat); {shape}: "
+                       f"{rise:.1f} paired SE below the first probe's loss, {decline:.1f} below the last's")
     return {
         "rule": RULE,
         "window": window, "z": z, "shape": shape, "rise_z": rise, "decline_z": decline,
+        "signal": signal, "why": why, "flatness": flatness,
         "peak": entry(ip, peak_reason),
         "end": entry(last, "last probe step of the run"),
         "middle": entry(im, f"probe step nearest to halfway ({mid_step:g}) between peak and end"),
     }
+
+
+def _signal(pts: list[dict], ood_rows: dict[int, dict] | None, z: float
+            ) -> tuple[str, str, dict | None, dict | None]:
+    """Step 6 of :data:`RULE`: (signal, why, the flatness test, the loss peak or None)."""
+    from spindoctor.training.flat import accuracy_flat, loss_peak
+
+    if not ood_rows:
+        return "accuracy", "no per-hand OOD probe rows were given, so accuracy was not tested for flatness", None, None
+    rows = {p["step"]: ood_rows[p["step"]] for p in pts if p["step"] in ood_rows}
+    flatness = accuracy_flat(rows) if len(rows) == len(pts) else {
+        "flat": None, "detail": "some probe steps have no OOD probe row"}
+    if flatness["flat"] is None:
+        return "accuracy", f"flatness not tested: {flatness['detail']}", flatness, None
+    if not flatness["flat"]:
+        return "accuracy", f"OOD accuracy moves: {flatness['detail']}", flatness, None
+    by_loss = loss_peak(rows, z)
+    if by_loss is None:
+        return "accuracy", (f"OOD accuracy is flat ({flatness['detail']}), but the probes have no per-hand "
+                            "OOD loss to select on"), flatness, None
+    return "loss", (f"OOD accuracy is flat ({flatness['detail']}), so the peak is the lowest OOD loss "
+                    "proxy"), flatness, by_loss
+
+
+def ood_rows_by_step(rows: list[dict], stage: str = "sft") -> dict[int, dict]:
+    """The OOD probe rows of ``stage`` by step (the last row of a step wins)."""
+    return {int(r["step"]): r for r in rows
+            if r.get("stage") == stage and r.get("split") == "ood" and "step" in r and r.get("acc") is not None}
 
 
 def curve_from_metrics(rows: list[dict], stage: str = "sft") -> list[dict]:
@@ -203,7 +254,7 @@ def select_run(run_dir: str | Path, window: int = 3, z: float = 2.0) -> dict:
     rows = read_jsonl(metrics)
     curve = curve_from_metrics(rows)
     curve = [p for p in curve if checkpoint_path(run_dir, p["step"]).is_dir()] or curve
-    selection = select_from_curve(curve, window=window, z=z)
+    selection = select_from_curve(curve, window=window, z=z, ood_rows=ood_rows_by_step(rows))
     for name in ("peak", "end", "middle"):
         path = checkpoint_path(run_dir, selection[name]["step"])
         selection[name]["path"] = str(path) if path.is_dir() else None
