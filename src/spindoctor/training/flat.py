@@ -79,6 +79,16 @@ def accuracy_flat(rows: dict[int, dict], alpha: float = ALPHA) -> dict:
     return out
 
 
+def curve_shape(rise: float, decline: float, z: float) -> str:
+    """The selection rule's shape words (docs/design.md, "Checkpoint selection"): "peak then
+    decline" when the peak stands ``z`` SE above both ends, "decline" or "rise" when above one, else "flat"."""
+    if rise >= z and decline >= z:
+        return "peak then decline"
+    if decline >= z:
+        return "decline"
+    return "rise" if rise >= z else "flat"
+
+
 def _paired_z(before: dict, after: dict) -> float:
     """Mean per-hand loss ``before - after`` over its paired SE (inf when the SE is 0 and they differ)."""
     diff = paired_difference(per_hand_arrays(after, "loss"), per_hand_arrays(before, "loss"))
@@ -113,12 +123,5 @@ def loss_peak(rows: dict[int, dict], z: float = 2.0) -> dict | None:
         return None
     peak = min(steps, key=lambda s: (rows[s]["loss"], s))
     rise, decline = _paired_z(rows[steps[0]], rows[peak]), _paired_z(rows[steps[-1]], rows[peak])
-    if rise >= z and decline >= z:
-        shape = "peak then decline"
-    elif decline >= z:
-        shape = "decline"
-    elif rise >= z:
-        shape = "rise"
-    else:
-        shape = "flat"
+    shape = curve_shape(rise, decline, z)
     return {"step": peak, "loss": rows[peak]["loss"], "rise_z": rise, "decline_z": decline, "shape": shape}

@@ -16,6 +16,7 @@ from pathlib import Path
 from spindoctor.errors import UserError
 from spindoctor.io import atomic_write_json, read_jsonl
 from spindoctor.models.checkpoints import METRICS_FILE, SELECTION_FILE, checkpoint_path
+from spindoctor.training.flat import curve_shape
 
 Z95 = 1.959963984540054
 
@@ -134,14 +135,7 @@ def select_from_curve(curve: list[dict], window: int = 3, z: float = 2.0,
     last = len(pts) - 1
     rise = _z_diff(pk[ip], pn[ip], pk[0], pn[0])
     decline = _z_diff(pk[ip], pn[ip], pk[last], pn[last])
-    if rise >= z and decline >= z:
-        shape = "peak then decline"
-    elif decline >= z:
-        shape = "decline"
-    elif rise >= z:
-        shape = "rise"
-    else:
-        shape = "flat"
+    shape = curve_shape(rise, decline, z)
     signal, why, flatness, by_loss = _signal(pts, ood_rows, z)
     if by_loss is not None:
         ip = next(i for i, p in enumerate(pts) if p["step"] == by_loss["step"])
