@@ -70,12 +70,13 @@ class PPOConfig(BaseModel):
 # 20 steps at 1.0 (the old study setting) gave +1.2 (not significant); lr 6e-4 lost ID.
 # 120 steps (docs/organism-ablation.md): from the lr-5e-4 SFT end of base seed 0, 60 steps gave
 # +1.8 and 120 steps +8.6 points; from the lr-1e-3 SFT end +4.2 at 60 and +7.2 at 120; a value-head
-# warm-up (5 iterations) or an lr warm-up (10) did not help.
+# warm-up (5 iterations) or an lr warm-up (10) did not help. From the SFT end of study seed 2, 120
+# steps gave +1.8 (n.s.); 240 steps +10.6 (the study runs 240, probes every 80).
 PRESETS: dict[str, dict] = {
     "reference": {},
     "organism": dict(
         fmt="compact", max_turns=1, temperature=0.5, max_new_tokens=40, episodes_per_step=128,
         epochs=1, minibatches=1, grad_accum_steps=1, lr=3e-4, lr_floor=3e-5, max_grad_norm=1.0,
-        probe_every=20, steps=120,
+        probe_every=40, steps=240,
     ),
 }
