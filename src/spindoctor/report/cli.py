@@ -20,8 +20,12 @@ def early_warning_cmd(
 ) -> None:
     """Per SFT checkpoint, the drift from the base beside OOD accuracy and loss: does drift cross a
     threshold before OOD falls significantly? (docs/design.md, "Spectral early warning")"""
+    from transformers.utils import logging as hf_logging
+
     from spindoctor.io import atomic_write_json, atomic_write_text
     from spindoctor.report.early_warning import early_warning, find_runs, table_markdown
+
+    hf_logging.disable_progress_bar()  # one model load per checkpoint: no bar each
 
     if dtype not in ("float32", "float64"):
         raise UserError(f"--dtype must be float32 or float64, not {dtype!r}")
