@@ -31,7 +31,7 @@ def early_warning_cmd(
         raise UserError(f"--dtype must be float32 or float64, not {dtype!r}")
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder")
-    result = early_warning(find_runs(runs), dtype=dtype)
+    result = early_warning(find_runs(runs), dtype=dtype, progress=not as_json)
     table = table_markdown(result)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ def base_of(run: Path) -> Path:
     raise UserError(f"{run}: no base checkpoint found (RUN/base or the base named in sft/{CONFIG_FILE})")
 
 
-def drift_trace(run: Path, matrices: str = "paper", dtype: str = "float64") -> list[dict]:
+def drift_trace(run: Path, matrices: str = "paper", dtype: str = "float64", progress: bool = False) -> list[dict]:
     """The drift of every SFT checkpoint of ``run`` from its base (one summary row per step).
 
     Returns
@@ -59,6 +59,8 @@ def drift_trace(run: Path, matrices: str = "paper", dtype: str = "float64") -> l
         ``{"step", "rel_update", "ds_rel_mean_abs", "k0.25_mean_deg", "n"}`` in step order;
         ``k0.25_mean_deg`` is the mean of the top-25% principal angles of U and V, degrees.
     """
+    from rich.progress import track
+
     from spindoctor.models.load import load_causal_lm
 
     sft, base = run / "sft", base_of(run)
@@ -66,7 +68,7 @@ def drift_trace(run: Path, matrices: str = "paper", dtype: str = "float64") -> l
     if not found:
         raise UserError(f"{sft}: no SFT checkpoints to trace")
     trace, factors, infos = [], None, None
-    for step, folder in found:
+    for step, folder in track(found, description=f"drift trace {run.name}", disable=not progress, transient=True):
         model, _ = load_causal_lm(folder)
         if factors is None:
             infos = select(model, base, matrices, None)
@@ -155,10 +157,11 @@ def leave_one_out_leads(seeds: dict[str, dict], traces: dict[str, list[dict]], s
     return out
 
 
-def early_warning(runs: dict[str, Path], matrices: str = "paper", dtype: str = "float64") -> dict:
+def early_warning(runs: dict[str, Path], matrices: str = "paper", dtype: str = "float64",
+                  progress: bool = False) -> dict:
     """The early-warning analysis of one or more runs (seeds): traces, summaries and,
     with two or more runs, the leave-one-seed-out leads for the accuracy and the loss fall."""
-    traces = {name: drift_trace(run, matrices, dtype) for name, run in runs.items()}
+    traces = {name: drift_trace(run, matrices, dtype, progress) for name, run in runs.items()}
     seeds = {name: seed_summary(run, traces[name]) for name, run in runs.items()}
     leads = {}
     if len(runs) >= 2:
