@@ -42,6 +42,9 @@ def main(model_dir: str, out: str, fail_at: int | None) -> None:
     (Path(out) / f"rank-{rank}.json").write_text(json.dumps({
         "probe_rows": len(probe.rows), "drift_rows": len(drift.rows), "peaks": probe.peaks,
         "world": trainer.args.world_size, "weights": digest.hexdigest()}))
+    if torch.distributed.is_initialized():  # a gloo group left to interpreter exit can abort rank 0
+        torch.distributed.barrier()          # ("terminate called without an active exception")
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

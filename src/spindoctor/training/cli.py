@@ -155,6 +155,17 @@ def rl(
             typer.echo(f"rl {algo.value} {label}: {summary['step']} steps -> {run_out} ({done})")
     if as_json:
         typer.echo(json.dumps({"algo": algo.value, "runs": summaries}))
+    _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Leave a multi-process launch cleanly: a gloo/NCCL group left to interpreter exit can
+    abort a rank ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _rl_plans(start, selection, out, algo, preset, config_file, overrides, probe_n) -> list[tuple]:
