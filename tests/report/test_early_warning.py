@@ -107,6 +107,7 @@ def test_two_seeds_give_leads_and_a_verdict_and_the_cli_writes_them(tmp_path, ca
     assert set(result["leads"]) == {"fall_acc", "fall_loss"}
     assert "seeds" in result["verdict"]
     assert "| seed-0 | 10 |" in (out / "early_warning.md").read_text()
+    assert "OOD peak from: max OOD accuracy." in (out / "early_warning.md").read_text()
 
 
 @pytest.mark.parametrize("make, message", [
@@ -125,3 +126,31 @@ def test_out_that_holds_files_is_refused(tmp_path, capsys):
     (tmp_path / "keep" / "notes.txt").write_text("mine")
     assert main(["early-warning", str(tmp_path / "seed-0"), "--out", str(tmp_path / "keep")]) == 2
     assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"
+
+
+def test_a_given_peak_replaces_the_accuracy_maximum():
+    rows = {step: ood_row(step, correct, loss) for step, correct, loss in CURVE}
+    # from step 0 (5%): step 10 is above, not below; step 30 (2%) is below on accuracy and loss
+    assert ew.fall_steps(rows, peak=0) == {"peak": 0, "fall_acc": 30, "fall_loss": 30}
+    with pytest.raises(ew.UserError, match="step 5"):
+        ew.fall_steps(rows, peak=5)
+
+
+@pytest.mark.parametrize("selection, peak, source", [
+    (None, 10, "max OOD accuracy"),
+    ({"peak": {"step": 20}, "signal": "loss"}, 20, "selection.json"),
+], ids=["no-selection-max-accuracy", "selection-json-peak"])
+def test_the_run_summary_takes_the_selected_peak(tmp_path, selection, peak, source):
+    run = write_run(tmp_path, "seed-0", [0.0, 0.01, 0.02, 0.05])
+    if selection is not None:
+        (run / "sft" / "selection.json").write_text(json.dumps(selection))
+    summary = ew.seed_summary(run, ew.drift_trace(run))
+    assert (summary["peak"], summary["peak_from"]) == (peak, source)
+
+
+def test_a_selection_without_a_peak_exits_2(tmp_path, capsys):
+    run = write_run(tmp_path, "seed-0", [0.0, 0.01, 0.02, 0.05])
+    (run / "sft" / "selection.json").write_text(json.dumps({"end": {"step": 30}}))
+    assert main(["early-warning", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds no peak step" in err and len(err.splitlines()) == 1

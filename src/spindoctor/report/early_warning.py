@@ -5,6 +5,9 @@ For one SFT run (docs/design.md, "Spectral early warning"):
 * the **trace**: each saved SFT checkpoint's drift from the base on the paper
   matrices (:func:`spindoctor.callbacks.drift.drift_rows`, the numbers of
   ``spindoctor drift``), summarised over all matrices (the ``kind="all"`` row);
+* the **peak**: the run's selected OOD peak (``sft/selection.json``, the step
+  ``spindoctor select`` chose: smoothed accuracy, or the loss proxy when accuracy is
+  flat), or without a selection the probe step of highest OOD accuracy;
 * the **fall**: the first probe step after the OOD peak whose OOD accuracy is
   below the peak's (paired 95% interval below 0), and the first whose OOD loss
   proxy is above it (interval above 0), on the same hands;
@@ -22,6 +25,7 @@ lead, the baseline a drift warning has to beat.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,12 @@ import yaml
 from spindoctor.callbacks.drift import base_factors, drift_rows, kind_rows, select
 from spindoctor.errors import UserError
 from spindoctor.io import read_jsonl
-from spindoctor.models.checkpoints import CONFIG_FILE, METRICS_FILE, list_checkpoints
+from spindoctor.models.checkpoints import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SELECTION_FILE,
+    list_checkpoints,
+)
 from spindoctor.probes.compare import compare_probes
 
 DRIFT_METRIC = "k0.25_mean_deg"  # mean top-25% principal angle of U and V, degrees, over the paper matrices
@@ -86,12 +95,27 @@ def ood_rows(run: Path) -> dict[int, dict]:
     return {int(r["step"]): r for r in rows if r.get("split") == "ood" and r.get("acc") is not None}
 
 
-def fall_steps(ood: dict[int, dict]) -> dict[str, Any]:
-    """OOD peak (highest accuracy, earliest on ties) and the first later steps where OOD has
-    significantly fallen from it: ``{"peak", "fall_acc", "fall_loss"}`` (None: never)."""
+def selected_peak(run: Path) -> int | None:
+    """The OOD-peak step of the run's ``sft/selection.json`` (None without one)."""
+    path = run / "sft" / SELECTION_FILE
+    if not path.exists():
+        return None
+    try:
+        return int(json.loads(path.read_text())["peak"]["step"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path} holds no peak step: {err}") from err
+
+
+def fall_steps(ood: dict[int, dict], peak: int | None = None) -> dict[str, Any]:
+    """The OOD peak (``peak`` when given; otherwise the highest accuracy, earliest on ties) and the
+    first later steps where OOD has significantly fallen from it: ``{"peak", "fall_acc",
+    "fall_loss"}`` (None: never)."""
     if not ood:
         raise UserError("the run has no OOD probe rows")
-    peak = min(ood, key=lambda s: (-ood[s]["acc"], s))
+    if peak is None:
+        peak = min(ood, key=lambda s: (-ood[s]["acc"], s))
+    elif peak not in ood:
+        raise UserError(f"the selected OOD peak (step {peak}) has no OOD probe row")
     fall: dict[str, Any] = {"peak": peak, "fall_acc": None, "fall_loss": None}
     for step in sorted(s for s in ood if s > peak):
         change = compare_probes(ood[peak], ood[step])
@@ -115,12 +139,14 @@ def seed_summary(run: Path, trace: list[dict]) -> dict:
     """One run's trace joined with its OOD probes: fall steps, drift at the peak and at the falls,
     and the rank correlations of drift and of the step count with the OOD loss proxy."""
     ood = ood_rows(run)
-    fall = fall_steps(ood)
+    chosen = selected_peak(run)
+    fall = fall_steps(ood, chosen)
     drift = {row["step"]: row[DRIFT_METRIC] for row in trace}
     both = [s for s in sorted(drift) if s in ood and ood[s].get("loss") is not None]
     loss = [float(ood[s]["loss"]) for s in both]
     return {
-        **fall, "drift_at_peak": drift.get(fall["peak"]),
+        **fall, "peak_from": "max OOD accuracy" if chosen is None else "selection.json",
+        "drift_at_peak": drift.get(fall["peak"]),
         "drift_at_fall_acc": drift.get(fall["fall_acc"]) if fall["fall_acc"] is not None else None,
         "drift_at_fall_loss": drift.get(fall["fall_loss"]) if fall["fall_loss"] is not None else None,
         "rho_drift_ood_loss": spearman([drift[s] for s in both], loss),
@@ -201,6 +227,8 @@ def table_markdown(result: dict) -> str:
         lines.append(f"| {name} | {s['peak']} | {_fmt(s['drift_at_peak'])} | {_fmt(s['fall_acc'], '{}')} "
                      f"| {_fmt(s['fall_loss'], '{}')} | {_fmt(s['drift_at_fall_acc'])} "
                      f"| {_fmt(s['rho_drift_ood_loss'])} | {_fmt(s['rho_step_ood_loss'])} |")
+    sources = sorted({s.get("peak_from", "max OOD accuracy") for s in result["seeds"].values()})
+    lines += ["", f"OOD peak from: {', '.join(sources)}."]
     for signal, rows in result["leads"].items():
         what = "OOD accuracy fall" if signal == "fall_acc" else "OOD loss rise"
         lines += ["", f"Leave-one-seed-out warning before the {what} (threshold: the smallest value any other "
