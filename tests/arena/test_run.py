@@ -134,3 +134,34 @@ def test_selection_whose_peak_is_the_end(tmp_path):
     (tmp_path / "selection.json").write_text(json.dumps({"peak": {"step": 7, "path": str(ckpt)},
                                                          "end": {"step": 7, "path": str(ckpt)}}))
     assert resolve_sources(str(tmp_path), None, None) == (str(ckpt), str(ckpt))
+
+
+def _write_probe_json(ckpt, row: dict, probe) -> None:
+    """``ckpt/probe.json`` as SFT saves it: the rows of its probe, the probe config and the dtype."""
+    rows = [{"stage": "sft", "step": 1, "time": 0.0, **split_row} for split_row in row["probes"].values()]
+    (ckpt / "probe.json").write_text(json.dumps({"step": 1, "rows": rows, "probe_config": probe.model_dump(mode="json"),
+                                                 "model_dtype": "torch.float32"}))
+
+
+@pytest.mark.parametrize("saved_n, reused", [(TINY_PROBE.n, True), (TINY_PROBE.n + 1, False)],
+                         ids=["same-probe-reused", "other-probe-probed-again"])
+def test_baselines_reuse_their_checkpoints_probe_rows_only_when_the_probe_matches(tmp_path, saved_n, reused):
+    from tests.arena.conftest import make_sft_run
+
+    base, sft = make_sft_run(tmp_path / "run")
+    kw = {"methods": ["wise-ft"], "grids": {"wise-ft": [0.5]}}
+    fresh = {r["label"]: r for r in run_arena(_cfg(base, sft, **kw), tmp_path / "a", progress=False)["rows"]}
+    saved_probe = TINY_PROBE.model_copy(update={"n": saved_n})
+    for label, step in (("sft end", 3), ("sft peak", 1)):
+        _write_probe_json(sft / f"checkpoint-{step}", fresh[label], saved_probe)
+    again = {r["label"]: r for r in run_arena(_cfg(base, sft, **kw), tmp_path / "b", progress=False)["rows"]}
+    for label, step in (("sft end", 3), ("sft peak", 1)):
+        assert ("reused_from" in again[label]) is reused
+        if reused:
+            assert again[label]["reused_from"] == str(sft / f"checkpoint-{step}" / "probe.json")
+        for split in ("id", "ood"):  # a reused row is the probe's own numbers, hand by hand
+            drop = ("seconds",)
+            assert {k: v for k, v in again[label]["probes"][split].items() if k not in drop} == \
+                   {k: v for k, v in fresh[label]["probes"][split].items() if k not in drop}
+    assert "reused_from" not in again["base"] and "reused_from" not in again["wise-ft 0.5"]
+    assert again["wise-ft 0.5"]["ood_acc_vs_end_est"] == fresh["wise-ft 0.5"]["ood_acc_vs_end_est"]

@@ -102,6 +102,9 @@ def test_report_gives_every_finding_a_verdict_from_the_stages_evidence(quick_run
     # the arena stage scored its points on the study's probes; the report shows them and triages on them
     arena = json.loads((run / "arena" / "arena.json").read_text())
     assert {r["method"] for r in arena["rows"]} >= {"wise-ft", "ckpt-interp", "rl"}
+    # its SFT baselines are the SFT stage's own probes of those checkpoints, not new ones
+    reused = {r["label"]: r.get("reused_from", "") for r in arena["rows"] if r["method"] == "baseline"}
+    assert reused["sft end"].endswith("probe.json") and reused["sft peak"].endswith("probe.json")
     html = (run / "report" / "index.html").read_text()
     assert 'id="arena"' in html and "cheapest fix" in summary
     assert (run / "report" / "tables" / "arena.csv").read_text().startswith("method,")

@@ -133,6 +133,39 @@ def score_point(model, tok, states: States, point: Point, probe) -> tuple[dict, 
     return results, time.perf_counter() - t0, edit_s
 
 
+def saved_probe(ckpt: str, probe, model) -> tuple[dict, str] | None:
+    """``({split: ProbeResult}, path)`` from the checkpoint's own ``probe.json`` when it answers
+    ``probe`` exactly (same resolved ProbeConfig and parameter dtype: the numbers a new probe of the
+    same weights gives, the rule RL's step 0 follows, docs/design.md "Arena"); None otherwise."""
+    from dataclasses import fields
+
+    from spindoctor.models.checkpoints import PROBE_FILE
+    from spindoctor.probes.core import ProbeResult
+    from spindoctor.training.rl_common import reusable_probe_rows
+
+    rows = reusable_probe_rows(ckpt, probe.model_dump(mode="json"), str(next(model.parameters()).dtype))
+    if rows is None:
+        return None
+    names = {f.name for f in fields(ProbeResult)}
+    try:
+        results = {r["split"]: ProbeResult(**{k: v for k, v in r.items() if k in names}) for r in rows}
+    except (TypeError, KeyError):  # a row that is not a probe row: probe again
+        return None
+    return results, str(Path(ckpt) / PROBE_FILE)
+
+
+def _baseline_row(model, tok, states: States, point: Point, probe) -> dict:
+    """A baseline's row: its checkpoint's own probe rows when they answer ``probe``, else a probe."""
+    t0 = time.perf_counter()
+    saved = saved_probe(point.sources[0], probe, model)
+    if saved is not None:
+        return probe_row(point.method, point.knob, point.label, saved[0], time.perf_counter() - t0, point.sources,
+                         reused_from=saved[1])
+    results, seconds, edit_s = score_point(model, tok, states, point, probe)
+    return probe_row(point.method, point.knob, point.label, results, seconds, point.sources,
+                     edit_seconds=round(edit_s, 3))
+
+
 def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: tuple[str, float | str] | None = None,
               write_best: bool = False, model_out: str | Path | None = None) -> dict:
     """Score every point of ``cfg``; write arena.json, arena.csv and arena.png into ``out``; return the record.
@@ -146,7 +179,6 @@ def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: t
     from spindoctor.arena.card import owned_files
     from spindoctor.arena.figures import plot_arena
     from spindoctor.models.load import load_causal_lm
-    from spindoctor.probes import probe_model
 
     started, out = time.time(), Path(out)
     _check_inputs(cfg, out)
@@ -171,13 +203,16 @@ def run_arena(cfg: ArenaConfig, out: str | Path, progress: bool = True, write: t
     rows = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("arena", total=len(points) + 1 + bool(cfg.peak))
-        t0 = time.perf_counter()
-        rows.append(probe_row("baseline", None, "sft end", probe_model(model, tok, cfg.probe),
-                              time.perf_counter() - t0, [cfg.end]))
+        end_point = Point("baseline", None, "sft end", [cfg.end], lambda: {})
+        rows.append(_baseline_row(model, tok, states, end_point, cfg.probe))
         baselines = [Point("baseline", None, "base", [cfg.base], lambda: states.get(cfg.base))]
         if cfg.peak:
             baselines.append(Point("baseline", None, "sft peak", [cfg.peak], lambda: states.get(cfg.peak)))
-        for point in baselines + points:
+        for point in baselines:
+            bar.update(task, description=point.label)
+            rows.append(_baseline_row(model, tok, states, point, cfg.probe))
+            bar.advance(task)
+        for point in points:
             bar.update(task, description=point.label)
             results, seconds, edit_s = score_point(model, tok, states, point, cfg.probe)
             rows.append(probe_row(point.method, point.knob, point.label, results, seconds, point.sources,
