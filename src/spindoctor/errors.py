@@ -10,6 +10,7 @@ failure and exits with code 1.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -22,3 +23,16 @@ def first_error(exc: Any) -> tuple[str, str]:
     the location is the dotted field path (empty for a model-level check)."""
     first = exc.errors()[0]
     return ".".join(str(part) for part in first.get("loc", ())), str(first.get("msg", "invalid"))
+
+
+def one_line_warnings(show: Any, category: type[Warning]) -> Any:
+    """A ``warnings.showwarning`` that prints warnings of ``category`` as one ``warning: <message>``
+    line on stderr (no source line; docs/design.md, "CLI contract") and hands others to ``show``."""
+
+    def showwarning(message, cat, *args, **kwargs):
+        if issubclass(cat, category):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, cat, *args, **kwargs)
+
+    return showwarning

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from spindoctor.errors import UserError
+from spindoctor.errors import UserError, one_line_warnings
 
 
 def study(
@@ -49,7 +49,7 @@ def study(
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     with warnings.catch_warnings(), quiet:  # the study's notices (a stage rerun, files kept): one line each
         warnings.simplefilter("always", StudyNotice)
-        warnings.showwarning = _one_line(warnings.showwarning)
+        warnings.showwarning = one_line_warnings(warnings.showwarning, StudyNotice)
         if seed_list is not None:
             markers = run_seeds(cfg, run, seed_list, progress=not as_json, restart=restart, say=_say(as_json))
             result = pooled_report(run)
@@ -105,18 +105,6 @@ def _print_seeds_summary(markers: dict[int, dict], result: dict) -> None:
         heads.add_row(str(n), row["measure"], str(row["k"]), row["seed_verdicts"], row["verdict"])
     console.print(heads)
     console.print(f"report: [bold]{result['index']}[/bold]")
-
-
-def _one_line(show):
-    """A ``warnings.showwarning`` printing StudyNotice as one ``warning:`` line, others as ``show`` does."""
-    from spindoctor.study.runfolder import StudyNotice
-
-    def showwarning(message, category, *args, **kwargs):
-        if issubclass(category, StudyNotice):
-            typer.echo(f"warning: {message}", err=True)
-        else:
-            show(message, category, *args, **kwargs)
-    return showwarning
 
 
 def _print_summary(run: Path, markers: dict) -> None:

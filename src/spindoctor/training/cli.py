@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from spindoctor.errors import UserError
+from spindoctor.errors import UserError, one_line_warnings
 from spindoctor.training.rl_config import Algo, Preset, resolve_rl_config
 
 
@@ -66,23 +66,12 @@ def sft(
 
     check_model_folder(base, tokenizer=True, trust_remote_code=cfg.trust_remote_code)
     with warnings.catch_warnings():  # restores showwarning
-        warnings.showwarning = _warning_line(warnings.showwarning)
+        from spindoctor.training.sft_resume import ResumeWarning
+
+        warnings.showwarning = one_line_warnings(warnings.showwarning, ResumeWarning)
         summary = run_sft(cfg, say=(lambda s: None) if as_json else typer.echo, resume=resume)
     resumed = f", resumed from step {summary['resumed_from']}" if "resumed_from" in summary else ""
     _emit(summary, as_json, f"done: {out} ({summary['steps']} steps, {summary['seconds']:.0f} s{resumed})")
-
-
-def _warning_line(show):
-    """A ``warnings.showwarning`` printing an SFT resume warning as one ``warning:`` line, others as ``show`` does."""
-    from spindoctor.training.sft_resume import ResumeWarning
-
-    def showwarning(message, category, *args, **kwargs):
-        if issubclass(category, ResumeWarning):
-            typer.echo(f"warning: {message}", err=True)
-        else:
-            show(message, category, *args, **kwargs)
-
-    return showwarning
 
 
 def select(
